@@ -1,0 +1,236 @@
+"""Boxes from CAMs inside a graph (keras.ops): the in-model twin of ``keras_dgdm.localization``.
+
+``keras_dgdm.localization.box_from_cam`` follows the reference evaluator (clovaai/wsolevaluation)
+with OpenCV on one numpy CAM at a time. A SavedModel served by TF Serving cannot call OpenCV, so
+this module computes the same box with tensor ops, batched, in four steps:
+
+1. quantise like the reference: ``q = floor(clip(cam * 255, 0, 255))`` (float32 multiply, which is
+   what ``(cam * 255).astype(np.uint8)`` does on a float32 CAM);
+2. threshold like the reference: ``binary = q > floor(threshold * max(q))`` with the product taken
+   in float64, as Python's ``int(threshold * q.max())`` does (in float32, ``0.7 * 10`` would give
+   6 instead of 7);
+3. 8-connected component labelling (the connectivity of ``cv2.findContours`` on the foreground):
+   every foreground pixel starts with its own index + 1 as label, then "max over the 3x3
+   neighbourhood, masked by the foreground" followed by one pointer jump
+   (``label = max(label, label[label - 1])``) is repeated in a ``while_loop`` until nothing changes;
+   at the end every pixel of a component carries the largest index in it;
+4. the largest component (see ``largest`` below), its bounding box by masked min / max and the
+   reference's ``boundingRect`` quirk: ``x0 = x_min``, ``y0 = y_min``,
+   ``x1 = min(x_max + 1, W - 1)``, ``y1 = min(y_max + 1, H - 1)``. No pixel above the threshold
+   gives ``(0, 0, 0, 0)``, as in the reference.
+
+The reference picks the contour with the largest ``cv2.contourArea`` (the polygon through the
+border pixel centres), not the component with the most pixels. The two agree except for
+near-ties between components of different shapes; ``largest="contour_area"`` (the default) ranks
+components by Pick's theorem, ``pixels - border_pixels / 2``, which equals the contour area + 1 for
+a component without holes or one-pixel-wide parts and tracks it closely otherwise;
+``largest="pixels"`` ranks by pixel count. The disagreement with the reference on realistic CAMs
+is measured in docs/serving.md.
+
+Boxes follow ``keras_dgdm.boxes``: ``(x0, y0, x1, y1)``, inclusive corners, in CAM pixels.
+"""
+from __future__ import annotations
+
+import numpy as np
+from keras import ops
+
+LARGEST_RULES = ("contour_area", "pixels")
+
+
+def quantize_cams(cams):
+    """Quantises CAMs in [0, 1] to the integers 0..255 exactly like the reference evaluator.
+
+    Args:
+        cams: float tensor (N, H, W) (or any shape) of CAMs in [0, 1].
+
+    Returns:
+        int32 tensor of the same shape: ``floor(clip(cam * 255, 0, 255))``, the value of
+        ``(cam * 255).astype(np.uint8)`` on a float32 CAM in [0, 1].
+
+    Example:
+        >>> quantize_cams(np.array([[[0.0, 0.5, 1.0]]], "float32"))  # [[[0, 127, 255]]]
+    """
+    scaled = ops.cast(cams, "float32") * 255.0
+    return ops.cast(ops.floor(ops.clip(scaled, 0.0, 255.0)), "int32")
+
+
+def threshold_cams(cams, threshold):
+    """Foreground masks of CAMs at a threshold, with the reference's quantisation and rounding.
+
+    Args:
+        cams: float tensor (N, H, W) of CAMs in [0, 1].
+        threshold: scalar in [0, 1] (a Python float or a scalar tensor, float64 to match the
+            reference exactly), the fraction of each CAM's maximum (after quantisation) a pixel
+            must exceed.
+
+    Returns:
+        bool tensor (N, H, W): ``q > floor(threshold * max(q))`` per image, ``q`` from
+        ``quantize_cams``; the product is computed in float64 like Python's ``int(...)``.
+    """
+    q = quantize_cams(cams)
+    q_max = ops.max(q, axis=(1, 2), keepdims=True)
+    # A Python float must reach float64 without a float32 detour (0.7 -> 0.69999999 -> cut 6).
+    threshold = ops.cast(ops.convert_to_tensor(np.float64(threshold) if isinstance(
+        threshold, (int, float, np.floating)) else threshold), "float64")
+    cut = ops.floor(threshold * ops.cast(q_max, "float64"))
+    return ops.greater(ops.cast(q, "float64"), cut)
+
+
+def _shift_max(labels, connectivity):
+    """Max of each pixel's neighbourhood (3x3 for connectivity 8, the cross for 4), (N, H, W)."""
+    if connectivity == 8:
+        pooled = ops.max_pool(
+            ops.expand_dims(labels, -1), 3, strides=1, padding="same", data_format="channels_last"
+        )
+        return ops.squeeze(pooled, -1)
+    padded = ops.pad(labels, ((0, 0), (1, 1), (1, 1)))
+    return ops.maximum(
+        ops.maximum(labels, ops.maximum(padded[:, :-2, 1:-1], padded[:, 2:, 1:-1])),
+        ops.maximum(padded[:, 1:-1, :-2], padded[:, 1:-1, 2:]),
+    )
+
+
+def label_components(binary, connectivity=8):
+    """Connected component labels of a batch of binary masks.
+
+    Args:
+        binary: bool tensor (N, H, W).
+        connectivity: 8 (diagonal neighbours connect, the foreground rule of
+            ``cv2.findContours``) or 4.
+
+    Returns:
+        int32 tensor (N, H, W): 0 on the background; on the foreground, the largest flat index
+        (``y * W + x``) + 1 in the pixel's component, so two pixels share a label iff they are
+        connected.
+
+    Example:
+        >>> label_components(np.array([[[1, 0, 0], [0, 1, 0], [0, 0, 0]]], bool))
+        # [[[5, 0, 0], [0, 5, 0], [0, 0, 0]]]: diagonal neighbours are one component
+    """
+    if connectivity not in (4, 8):
+        raise ValueError(f"connectivity must be 4 or 8; got {connectivity!r}.")
+    fg = ops.cast(binary, "float32")
+    shape = ops.shape(fg)
+    n, h, w = shape[0], shape[1], shape[2]
+    hw = h * w
+    index = ops.reshape(ops.arange(1, hw + 1, dtype="float32"), (1, h, w))
+    labels = index * fg  # float32 is exact for indices below 2**24 (a 4096 x 4096 CAM)
+    fg_flat = ops.reshape(fg, (n, hw))
+
+    def cond(current, changed):
+        return changed
+
+    def body(current, changed):
+        spread = ops.reshape(_shift_max(current, connectivity), (n, hw)) * fg_flat
+        # Pointer jumping: a label is the index + 1 of a pixel of the same component, whose own
+        # label is as large or larger, so adopting that one is safe and shortcuts long chains.
+        pointer = ops.cast(ops.maximum(spread - 1.0, 0.0), "int32")
+        jumped = ops.take_along_axis(spread, pointer, axis=1) * fg_flat
+        new = ops.reshape(ops.maximum(spread, jumped), (n, h, w))
+        return new, ops.any(ops.not_equal(new, current))
+
+    labels, _ = ops.while_loop(cond, body, (labels, ops.convert_to_tensor(True)))
+    return ops.cast(labels, "int32")
+
+
+def _per_label(values, labels, slots, reduce="sum"):
+    """Reduces (N, ...) ``values`` over equal ``labels`` (ints in [0, slots)) -> (N, slots)."""
+    n = ops.shape(labels)[0]
+    offsets = ops.reshape(ops.arange(n, dtype="int32") * slots, (-1,) + (1,) * (len(labels.shape) - 1))
+    segment = ops.reshape(labels + offsets, (-1,))
+    fn = ops.segment_sum if reduce == "sum" else ops.segment_max
+    out = fn(ops.reshape(values, (-1,)), segment, num_segments=n * slots)
+    return ops.reshape(out, (n, slots))
+
+
+def fill_holes(binary):
+    """Adds to each mask the background pixels that cannot reach the image border.
+
+    The background is 4-connected (the complement rule of an 8-connected foreground), and the
+    outside of the image counts as background, as in ``cv2.findContours``.
+
+    Args:
+        binary: bool tensor (N, H, W).
+
+    Returns:
+        bool tensor (N, H, W): ``binary`` with its holes filled.
+    """
+    background = ops.logical_not(binary)
+    labels = label_components(background, connectivity=4)
+    shape = ops.shape(labels)
+    h, w = shape[1], shape[2]
+    ys = ops.reshape(ops.arange(h, dtype="int32"), (1, h, 1))
+    xs = ops.reshape(ops.arange(w, dtype="int32"), (1, 1, w))
+    edge = ops.logical_or(ops.logical_or(ys == 0, ys == h - 1), ops.logical_or(xs == 0, xs == w - 1))
+    edge = ops.cast(ops.logical_and(edge, background), "float32")
+    outside = _per_label(edge, labels, h * w + 1, reduce="max")  # (N, slots): touches the border
+    reaches = ops.take_along_axis(outside, ops.reshape(labels, (shape[0], -1)), axis=1)
+    reaches = ops.reshape(reaches, shape) > 0
+    return ops.logical_or(binary, ops.logical_and(background, ops.logical_not(reaches)))
+
+
+def boxes_from_cams(cams, threshold):
+    """Box of the largest connected component above ``threshold`` in each CAM, in graph.
+
+    The batched, tensor-op twin of ``keras_dgdm.localization.box_from_cam`` (see the module
+    docstring for the steps and how "largest" matches the reference's ``cv2.contourArea``).
+
+    Args:
+        cams: float tensor (N, H, W), CAMs in [0, 1] at the resolution the boxes are wanted in.
+        threshold: scalar in [0, 1], Python float or scalar tensor (the CAM threshold).
+
+    Returns:
+        int32 tensor (N, 4) of boxes ``(x0, y0, x1, y1)`` with the reference's
+        ``x1 = min(x_max + 1, W - 1)`` rule; ``(0, 0, 0, 0)`` where no pixel is above threshold.
+
+    Example:
+        >>> cam = np.zeros((1, 8, 8), "float32"); cam[0, 2:4, 1:6] = 1.0
+        >>> boxes_from_cams(cam, 0.5)  # [[1, 2, 6, 4]]
+    """
+    if len(cams.shape) != 3:
+        raise ValueError(f"cams must have shape (N, H, W); got shape {tuple(cams.shape)}.")
+    binary = threshold_cams(cams, threshold)
+    filled = fill_holes(binary)
+    labels = label_components(filled)
+    shape = ops.shape(labels)
+    n, h, w = shape[0], shape[1], shape[2]
+    slots = h * w + 1  # label values 0..H*W per image
+
+    # Contour area through the border pixel centres: every 2x2 window of the filled component
+    # adds 1 if all four pixels are in it and 1/2 if three are (the contour cuts the window
+    # diagonally); fewer add nothing. The window's pixels all belong to one component.
+    padded = ops.pad(ops.cast(filled, "float32"), ((0, 0), (1, 1), (1, 1)))
+    count = padded[:, :-1, :-1] + padded[:, :-1, 1:] + padded[:, 1:, :-1] + padded[:, 1:, 1:]
+    area = ops.where(count == 4.0, 1.0, ops.where(count == 3.0, 0.5, 0.0))
+    padded_labels = ops.pad(labels, ((0, 0), (1, 1), (1, 1)))
+    window_label = ops.maximum(
+        ops.maximum(padded_labels[:, :-1, :-1], padded_labels[:, :-1, 1:]),
+        ops.maximum(padded_labels[:, 1:, :-1], padded_labels[:, 1:, 1:]),
+    )
+    areas = _per_label(area, window_label, slots)
+    # Ties: the reference keeps the first contour of the largest area, and cv2 lists the outer
+    # contours in reverse raster order of their first pixel, so the component whose first pixel
+    # (smallest flat index) comes last wins.
+    index = ops.reshape(ops.arange(1, h * w + 1, dtype="float32"), (1, h, w))
+    minus_first = _per_label(
+        ops.where(labels > 0, -index, -2.0 * ops.cast(slots, "float32")), labels, slots, "max"
+    )
+    exists = ops.arange(slots)[None, :] > 0
+    exists = ops.logical_and(exists, _per_label(ops.cast(labels > 0, "float32"), labels, slots) > 0)
+    areas = ops.where(exists, areas, -1.0)
+    top = ops.logical_and(exists, areas == ops.max(areas, axis=1, keepdims=True))
+    first = ops.where(top, -minus_first, -1.0)
+    best = ops.cast(ops.argmax(first, axis=1), "int32")
+
+    mask = ops.equal(labels, ops.reshape(best, (n, 1, 1)))
+    xs = ops.reshape(ops.arange(w, dtype="int32"), (1, 1, w))
+    ys = ops.reshape(ops.arange(h, dtype="int32"), (1, h, 1))
+    x_min = ops.min(ops.where(mask, xs, w), axis=(1, 2))
+    y_min = ops.min(ops.where(mask, ys, h), axis=(1, 2))
+    x_max = ops.max(ops.where(mask, xs, -1), axis=(1, 2))
+    y_max = ops.max(ops.where(mask, ys, -1), axis=(1, 2))
+    boxes = ops.stack(
+        [x_min, y_min, ops.minimum(x_max + 1, w - 1), ops.minimum(y_max + 1, h - 1)], axis=1
+    )
+    found = ops.any(binary, axis=(1, 2))
+    return ops.where(ops.expand_dims(found, 1), boxes, ops.zeros_like(boxes))
