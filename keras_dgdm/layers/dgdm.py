@@ -1,0 +1,150 @@
+"""DGDM: the dual-attention guided dropblock module (SAGD + CAGD, the paper's Fig. 2)."""
+from __future__ import annotations
+
+import keras
+
+from keras_dgdm.layers import _common
+from keras_dgdm.layers.cagd import check_top_k_fits
+
+
+@keras.saving.register_keras_serializable(package="keras_dgdm")
+class DGDM(keras.layers.Layer):
+    """Dual-attention guided dropblock module (DGDM): SAGD and CAGD together.
+
+    As in the paper's Fig. 2, at each training call
+    ``output = input x (selected SAGD map) x (CAGD channel mask)``:
+
+    * the spatial map is SAGD's drop mask ``M_drop2`` (most discriminative part above
+      ``drop_threshold * max(M_self)`` and background below
+      ``background_threshold * max(M_self)`` set to 0, grown into ``block_size`` blocks) with
+      probability ``drop_rate``, or else the importance map ``sigmoid(M_self)``, ONE draw per
+      call (see :class:`~keras_dgdm.layers.SAGD`);
+    * the channel mask ``M_drop1`` is applied at every training call: channels whose global
+      average ``|S_c|`` is below ``beta`` times the smallest live one (or outside the top-k when
+      ``top_k`` is given) are zeroed with probability ``alpha`` per sample and channel (see
+      :class:`~keras_dgdm.layers.CAGD`, including how dead channels are handled).
+
+    Both maps come from the attention of the layer's own input and are computed by the same
+    functions as SAGD and CAGD use (``keras_dgdm.layers._common``). At inference the layer is
+    exactly the identity (the input tensor is returned). No weights; one seed generator.
+
+    Defaults are the paper's best settings: ``drop_rate=0.75``, ``block_size=3``, ``beta=3``,
+    ``alpha=0.5``. ``drop_threshold=0.8`` is ADL's VGG value, which the paper follows
+    ("following the settings of [3]"; ADL uses 0.9 for ResNet). The paper gives no value for
+    delta_l: ``background_threshold=0.1`` is this library's choice.
+
+    Distributed training: under ``tf.distribute.MirroredStrategy`` the seed generator's state is
+    mirrored, so every replica makes the same draws. The drop-mask-vs-importance-map choice is
+    then made once per step for the global batch, which is the paper's per-iteration choice;
+    the masks themselves still depend on each replica's own data. (The CAGD coin flips of
+    replica r's sample i equal those of the other replicas' sample i.)
+
+    Args:
+        drop_rate: float in [0, 1], how often the SAGD drop mask is chosen.
+        drop_threshold: float in [0, 1], delta_h as a fraction of the per-sample max of
+            ``M_self``.
+        background_threshold: float in [0, drop_threshold), delta_l as a fraction of the
+            per-sample max of ``M_self``; ``None`` or 0 disables the background stage.
+        block_size: int >= 1 or ``"adaptive"`` (``ceil(min(H, W) / 7)``, the paper's Adap_7).
+            An even size puts the block's extra row above and extra column left of the dropped
+            pixel.
+        alpha: float in [0, 1], drop probability of a CAGD candidate channel.
+        beta: float > 0, CAGD threshold as a multiple of the smallest live channel magnitude.
+        top_k: None or int >= 1, keep the top-k channels by magnitude (replaces ``beta``).
+        seed: int or None, seed of the layer's ``keras.random.SeedGenerator``.
+        data_format: ``"channels_last"``, ``"channels_first"`` or None for
+            ``keras.config.image_data_format()``.
+        **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
+
+    Call arguments:
+        inputs: 4D feature map.
+        training: bool; the maps are applied only when True.
+
+    Returns:
+        A tensor of the input's shape and dtype.
+
+    Example:
+
+    >>> x = keras.layers.Input((14, 14, 512))
+    >>> y = DGDM(block_size="adaptive", seed=0)(x)  # 2x2 blocks on a 14x14 map
+    >>> model = keras.Model(x, keras.layers.GlobalAveragePooling2D()(y))
+    """
+
+    def __init__(
+        self,
+        drop_rate=0.75,
+        drop_threshold=0.8,
+        background_threshold=0.1,
+        block_size=3,
+        alpha=0.5,
+        beta=3.0,
+        top_k=None,
+        seed=None,
+        data_format=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.drop_rate = _common.check_unit_interval("drop_rate", drop_rate)
+        self.drop_threshold = _common.check_unit_interval("drop_threshold", drop_threshold)
+        self.background_threshold = _common.check_background_threshold(
+            background_threshold, self.drop_threshold
+        )
+        self.block_size = _common.check_block_size(block_size)
+        self.alpha = _common.check_unit_interval("alpha", alpha)
+        self.beta = _common.check_positive("beta", beta)
+        self.top_k = _common.check_top_k(top_k)
+        self.seed = _common.check_seed(seed)
+        self.data_format = _common.check_data_format(data_format)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.supports_masking = True
+        self._block_size = None if self.block_size == "adaptive" else self.block_size
+
+    def build(self, input_shape):
+        _common.check_input_rank(type(self).__name__, input_shape, self.data_format)
+        check_top_k_fits(self.top_k, input_shape, self.data_format)
+        self._block_size = _common.resolve_block_size(
+            self.block_size, input_shape, self.data_format
+        )
+        self.built = True
+
+    @property
+    def resolved_block_size(self):
+        """The int block size in use (``"adaptive"`` resolved once the layer is built)."""
+        return self._block_size
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        spatial = _common.spatial_multiplier(
+            inputs,
+            self.data_format,
+            self.drop_rate,
+            self.drop_threshold,
+            self.background_threshold,
+            self._block_size,
+            self.seed_generator,
+        )
+        channel = _common.channel_drop_mask(
+            inputs, self.data_format, self.alpha, self.beta, self.top_k, self.seed_generator
+        )
+        return inputs * spatial * _common.channels_to_input(channel, self.data_format)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "drop_rate": self.drop_rate,
+                "drop_threshold": self.drop_threshold,
+                "background_threshold": self.background_threshold,
+                "block_size": self.block_size,
+                "alpha": self.alpha,
+                "beta": self.beta,
+                "top_k": self.top_k,
+                "seed": self.seed,
+                "data_format": self.data_format,
+            }
+        )
+        return config
