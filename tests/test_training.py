@@ -1,0 +1,133 @@
+"""Tests for keras_dgdm.training: the optimizer, schedule, config, flags, resumption, errors."""
+import importlib.util
+import inspect
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_dgdm import training
+from keras_dgdm.training import RECIPES, ScaledSGD, TrainConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_script(name):
+    spec = importlib.util.spec_from_file_location(
+        f"_cli_{name}", os.path.join(REPO, "training", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------- optimizer
+
+
+class _TwoVariables(keras.layers.Layer):
+    """A toy holding one 'pretrained' and one 'new' variable."""
+
+    def build(self, _):
+        self.old = self.add_weight(shape=(2,), initializer=keras.initializers.Constant(1.0),
+                                   name="old")
+        self.new = self.add_weight(shape=(2,), initializer=keras.initializers.Constant(1.0),
+                                   name="new")
+
+
+def _toy():
+    layer = _TwoVariables(name="toy")
+    layer.build(None)
+    return layer
+
+
+def test_scaled_sgd_one_step_hand_computed():
+    layer = _toy()
+    opt = ScaledSGD(learning_rate=0.1, momentum=0.9, weight_decay=0.5, lr_multiplier=10.0,
+                    scaled_variables=[layer.new.path])
+    g = np.array([1.0, -2.0], np.float32)
+    opt.apply([g, g], [layer.old, layer.new])
+    # g' = g + 0.5 * w = [1.5, -1.5]; first momentum step: w - lr * g'
+    np.testing.assert_allclose(layer.old.numpy(), [1 - 0.1 * 1.5, 1 + 0.1 * 1.5], rtol=1e-6)
+    np.testing.assert_allclose(layer.new.numpy(), [1 - 1.0 * 1.5, 1 + 1.0 * 1.5], rtol=1e-6)
+    # Second step with zero gradient: m = 0.9 m - lr * (0.5 w); w += m.
+    old, new = layer.old.numpy().copy(), layer.new.numpy().copy()
+    m_old, m_new = np.array([-0.15, 0.15]), np.array([-1.5, 1.5])
+    opt.apply([np.zeros(2, np.float32)] * 2, [layer.old, layer.new])
+    np.testing.assert_allclose(layer.old.numpy(), old + 0.9 * m_old - 0.1 * 0.5 * old, rtol=1e-5)
+    np.testing.assert_allclose(layer.new.numpy(), new + 0.9 * m_new - 1.0 * 0.5 * new, rtol=1e-5)
+
+
+def test_scaled_sgd_follows_schedule_and_serializes():
+    layer = _toy()
+    schedule = training.step_decay(0.1, steps_per_epoch=1, decay_epochs=1, decay_rate=0.5)
+    opt = ScaledSGD(learning_rate=schedule, momentum=0.0, lr_multiplier=4.0,
+                    scaled_variables=[layer.new.path])
+    g = np.ones(2, np.float32)
+    opt.apply([g, g], [layer.old, layer.new])  # step 0: lr 0.1
+    opt.apply([g, g], [layer.old, layer.new])  # step 1: lr 0.05
+    np.testing.assert_allclose(layer.old.numpy(), [1 - 0.1 - 0.05] * 2, rtol=1e-6)
+    np.testing.assert_allclose(layer.new.numpy(), [1 - 0.4 - 0.2] * 2, rtol=1e-6)
+    again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+    assert isinstance(again, ScaledSGD)
+    assert again.lr_multiplier == 4.0 and again.scaled_variables == (layer.new.path,)
+    assert again.l2_weight_decay == 0.0
+
+
+def test_scaled_sgd_rejects_unknown_variable_and_bad_values():
+    layer = _toy()
+    opt = ScaledSGD(0.1, scaled_variables=["nowhere/kernel"])
+    with pytest.raises(ValueError, match="nowhere/kernel"):
+        opt.build([layer.old, layer.new])
+    with pytest.raises(ValueError, match="lr_multiplier"):
+        ScaledSGD(0.1, lr_multiplier=0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        ScaledSGD(0.1, weight_decay=-1)
+
+
+def test_step_decay_boundaries():
+    s = training.step_decay(0.01, steps_per_epoch=5, decay_epochs=2, decay_rate=0.1)
+    values = [float(keras.ops.convert_to_numpy(s(step))) for step in (0, 9, 10, 19, 20)]
+    np.testing.assert_allclose(values, [0.01, 0.01, 0.001, 0.001, 0.0001], rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------ config, flags
+
+
+def test_hyperparameter_flags_come_from_the_layer_signature():
+    from keras_dgdm.layers import DGDM
+
+    sig = inspect.signature(DGDM.__init__).parameters
+    expected = [n for n in sig if n not in ("self", "seed", "data_format", "kwargs")]
+    assert list(training.method_hyperparameters()) == expected
+    parser = _load_script("fit").build_parser()
+    flags = {a for action in parser._actions for a in action.option_strings}
+    for name in expected:
+        assert "--" + name.replace("_", "-") in flags
+    args = parser.parse_args(["--drop-rate", "0.5", "--block-size", "adaptive", "--top-k", "none"])
+    assert (args.hp_drop_rate, args.hp_block_size, args.hp_top_k) == (0.5, "adaptive", None)
+    assert not hasattr(args, "hp_alpha")  # not given -> the layer's own default
+
+
+def test_recipes_resolve_and_round_trip(tmp_path):
+    cfg = TrainConfig(dataset="synthetic", lr=0.05).resolved()
+    assert cfg.backbone == RECIPES["synthetic"]["backbone"] == "small_vgg"
+    assert (cfg.image_size, cfg.lr, cfg.momentum) == (64, 0.05, 0.9)
+    assert cfg.run_name == "synthetic-small_vgg-dgdm-64px-seed0"
+    for recipe in RECIPES.values():
+        assert recipe["momentum"] == 0.9 and recipe["lr_multiplier"] == 10.0
+        assert 32 <= recipe["batch_size"] <= 64 or recipe is RECIPES["synthetic"]
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    with pytest.raises(ValueError, match="Unknown TrainConfig field"):
+        TrainConfig.from_dict({"learning_rate": 1})
+
+
+def test_method_kwargs_validation_messages():
+    with pytest.raises(ValueError, match="--alpha does not apply to method 'adl'.*--drop-rate"):
+        training.validate_method_kwargs("adl", {"alpha": 0.5})
+    with pytest.raises(ValueError, match="no hyperparameters"):
+        training.validate_method_kwargs("cam", {"drop_rate": 0.5})
+    with pytest.raises(ValueError, match="drop_rate"):
+        training.validate_method_kwargs("dgdm", {"drop_rate": 1.5})
+    assert training.validate_method_kwargs("sagd", {"block_size": 2}) == {"block_size": 2}
