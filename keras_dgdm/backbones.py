@@ -1,0 +1,408 @@
+"""Backbone registry: name -> how to build it, where to insert layers, where its CAM comes from.
+
+timm-style: ``list_backbones()``, ``get_backbone(name)``, ``register_backbone(Backbone(...))``.
+Adding a backbone is one ``Backbone`` entry, not a branch in the model builder.
+
+A backbone's ``build(input_shape, weights)`` returns a functional ``keras.Model`` from the
+*preprocessed* image to the CAM feature map (the output of the layer named ``features_layer``).
+``keras_dgdm.build_wsol_model`` puts ``BackbonePreprocessing(preprocessing)`` in front of it,
+inserts the method's layers after ``insert_after[method]`` and adds GAP + classifier.
+
+Registered backbones (CAM resolution for a 224x224 input):
+
+==============  =========  ============================================================  ======
+name            CAM        what it is                                                    thresh
+==============  =========  ============================================================  ======
+``vgg16``       14 x 14    VGG-GAP: VGG16 without pool5 + conv6 (3x3, 1024, ReLU)        0.8
+``resnet50``    14 x 14    ResNet50 with a stride-1 last stage (conv5_block1 rewritten)  0.9
+``inception_v3`` 28 x 28   InceptionV3 cut after mixed7 (Mixed_6e), stride-1 mixed3,     0.9
+                           'same'-padded stem, + 2 x conv (3x3, 1024, ReLU)
+``small_vgg``   H/8 x W/8  4 conv blocks (32-64-128-256, BN + ReLU), pools after 1-3,     0.8
+                           conv6 (3x3, 256, ReLU); no pretrained weights; 8x8 at 64x64
+==============  =========  ============================================================  ======
+
+``thresh`` is the default ``drop_threshold`` of ADL / SAGD / DGDM for that backbone (ADL's
+recipe: 0.8 for VGG, 0.9 for ResNet and Inception).
+
+Weights (the ``weights`` argument of ``build`` and of ``build_wsol_model``):
+
+* ``"imagenet"``: the keras.applications download (needs network access, or the file already
+  in keras' cache ``~/.keras/models/``). A failed download raises ``RuntimeError`` saying what
+  failed and how to pass a local file.
+* ``None``: random initialisation.
+* a path: passed to the ``keras.applications`` constructor with ``include_top=False``, so it is
+  the weights file of that headless application model: the official ``*_notop.h5`` file (e.g.
+  ``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``) or a ``.weights.h5`` saved from
+  ``keras.applications.VGG16(include_top=False, ...)``. Layers added after the application
+  (``conv6``, the Inception head) are new and randomly initialised. For ``small_vgg`` the path
+  is a ``.weights.h5`` saved from the model ``get_backbone("small_vgg").build(...)`` returns.
+  (To restore a whole trained WSOL model, build it with ``weights=None`` and call
+  ``model.load_weights(path)``.)
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+
+import keras
+
+from keras_dgdm.rewrite import reconfigure_layers
+
+__all__ = [
+    "Backbone",
+    "register_backbone",
+    "list_backbones",
+    "get_backbone",
+    "load_application",
+    "METHOD_NAMES",
+]
+
+#: Methods that insert layers (``"cam"`` inserts none).
+METHOD_NAMES = ("adl", "sagd", "cagd", "dgdm")
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """One registry entry: everything the model builder needs to know about a backbone.
+
+    Args:
+        name: registry name, e.g. ``"vgg16"``.
+        build: ``(input_shape, weights) -> keras.Model`` from the preprocessed image to the CAM
+            feature map; the model's output must be the output of ``features_layer``.
+        preprocessing: ``BackbonePreprocessing`` mode (``"caffe"``, ``"tf"``, ``"torch"``,
+            ``"scale"``, ``"none"``).
+        insert_after: method name -> layer selector (names / glob patterns, see
+            ``keras_dgdm.rewrite``) of the default insertion positions.
+        drop_threshold: default ``drop_threshold`` for ADL / SAGD / DGDM on this backbone.
+        features_layer: name of the layer whose output is the CAM feature map.
+        new_layers: names of layers that are not part of the pretrained weights (e.g. ``conv6``);
+            they get the larger learning rate in the reference recipes.
+        pretrained: whether ``weights="imagenet"`` is available.
+        min_input_size: smallest accepted input height / width.
+        description: one line for ``list_backbones(verbose=True)`` and the docs.
+
+    Example:
+        >>> register_backbone(Backbone(name="tiny", build=my_build, preprocessing="scale",
+        ...     insert_after={"dgdm": ("pool1",)}, drop_threshold=0.8,
+        ...     features_layer="conv2"))
+    """
+
+    name: str
+    build: Callable[..., keras.Model]
+    preprocessing: str
+    insert_after: Mapping[str, tuple]
+    drop_threshold: float
+    features_layer: str
+    new_layers: tuple = ()
+    pretrained: bool = True
+    min_input_size: int = 32
+    description: str = ""
+
+    def positions(self, method):
+        """Default insertion selector for ``method`` (an empty tuple for ``"cam"``)."""
+        if method == "cam":
+            return ()
+        if method not in self.insert_after:
+            raise ValueError(
+                f"Backbone '{self.name}' has no default insertion positions for method "
+                f"{method!r}; it has them for {sorted(self.insert_after)}. Pass insert_at=..."
+            )
+        return tuple(self.insert_after[method])
+
+
+_REGISTRY: dict[str, Backbone] = {}
+
+
+def register_backbone(backbone, overwrite=False):
+    """Adds a ``Backbone`` to the registry and returns it.
+
+    Args:
+        backbone: a ``Backbone``.
+        overwrite: allow replacing an entry with the same name.
+
+    Returns:
+        The registered ``Backbone``.
+
+    Raises:
+        ValueError: the name is taken (and ``overwrite`` is False), or the entry is malformed.
+
+    Example:
+        >>> register_backbone(dataclasses.replace(get_backbone("vgg16"), name="vgg16_copy"))
+    """
+    if not isinstance(backbone, Backbone):
+        raise TypeError(f"register_backbone expects a Backbone; got {type(backbone).__name__}.")
+    if backbone.name in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"Backbone {backbone.name!r} is already registered; pass overwrite=True to replace it."
+        )
+    unknown = sorted(set(backbone.insert_after) - set(METHOD_NAMES))
+    if unknown:
+        raise ValueError(
+            f"Backbone {backbone.name!r}: insert_after has unknown methods {unknown}; "
+            f"methods are {list(METHOD_NAMES)}."
+        )
+    if not 0.0 < float(backbone.drop_threshold) <= 1.0:
+        raise ValueError(
+            f"Backbone {backbone.name!r}: drop_threshold must be in (0, 1]; "
+            f"got {backbone.drop_threshold}."
+        )
+    _REGISTRY[backbone.name] = backbone
+    return backbone
+
+
+def list_backbones():
+    """Names of the registered backbones, sorted.
+
+    Returns:
+        A list of strings.
+
+    Example:
+        >>> list_backbones()
+        ['inception_v3', 'resnet50', 'small_vgg', 'vgg16']
+    """
+    return sorted(_REGISTRY)
+
+
+def get_backbone(name):
+    """The registered ``Backbone`` called ``name``.
+
+    Args:
+        name: a registry name (see ``list_backbones()``).
+
+    Returns:
+        The ``Backbone`` entry.
+
+    Raises:
+        ValueError: unknown name (the message lists the registered ones).
+
+    Example:
+        >>> get_backbone("resnet50").features_layer
+        'conv5_block3_out'
+    """
+    if isinstance(name, Backbone):
+        return name
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown backbone {name!r}; registered backbones: {list_backbones()}.")
+    return _REGISTRY[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights handling shared by the keras.applications backbones.
+
+
+def _check_weights(weights, backbone, pretrained=True):
+    if weights is None:
+        return
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(
+            f"`weights` must be 'imagenet', None or a path to a weights file; got "
+            f"{type(weights).__name__} for backbone '{backbone}'."
+        )
+    if weights == "imagenet":
+        if not pretrained:
+            raise ValueError(
+                f"Backbone '{backbone}' has no ImageNet weights; use weights=None or the path "
+                "of a weights file."
+            )
+        return
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(
+            f"`weights`={str(weights)!r} for backbone '{backbone}' is not a file; pass "
+            "'imagenet', None or the path of an existing weights file."
+        )
+
+
+def load_application(constructor, input_shape, weights, backbone=None):
+    """Builds ``keras.applications.<constructor>(include_top=False, ...)`` with clear errors.
+
+    Args:
+        constructor: name of the keras.applications constructor, e.g. ``"VGG16"``.
+        input_shape: ``(height, width, 3)``.
+        weights: ``"imagenet"``, ``None`` or a path to a weights file of the headless model.
+        backbone: registry name, for error messages.
+
+    Returns:
+        The headless keras.applications model.
+
+    Raises:
+        RuntimeError: the ImageNet weights could not be fetched (the message says how to pass
+            a local file instead).
+        FileNotFoundError: ``weights`` is a path that does not exist.
+
+    Example:
+        >>> base = load_application("VGG16", (32, 32, 3), None)
+    """
+    backbone = backbone or constructor.lower()
+    _check_weights(weights, backbone)
+    build = getattr(keras.applications, constructor)
+    try:
+        return build(include_top=False, weights=weights, input_shape=tuple(input_shape))
+    except (ValueError, TypeError):
+        raise
+    except Exception as err:
+        if weights != "imagenet":
+            raise
+        raise RuntimeError(
+            f"Could not load the ImageNet weights of backbone '{backbone}' through "
+            f"keras.applications.{constructor}(include_top=False, weights='imagenet') "
+            f"({type(err).__name__}: {err}). Without network access, fetch the headless "
+            "('*_notop.h5') weights file elsewhere and pass weights='/path/to/file.h5' (or "
+            "copy it into ~/.keras/models/), or pass weights=None to start from random weights."
+        ) from err
+
+
+# ---------------------------------------------------------------------------------------------
+# The registered backbones.
+
+
+def _build_vgg16(input_shape, weights):
+    base = load_application("VGG16", input_shape, weights, "vgg16")
+    # VGG-GAP (ADL / wsolevaluation): drop pool5, add conv6 -> 14x14x1024 at 224.
+    x = base.get_layer("block5_conv3").output
+    x = keras.layers.Conv2D(1024, 3, padding="same", activation="relu", name="conv6")(x)
+    return keras.Model(base.input, x, name="vgg16_gap")
+
+
+def _build_resnet50(input_shape, weights):
+    base = load_application("ResNet50", input_shape, weights, "resnet50")
+    # Stride-1 last stage (the reference protocol's ResNet50): Keras puts conv5's stride in the
+    # first 1x1 conv and in the 1x1 projection shortcut; both become stride 1, keeping weights.
+    return reconfigure_layers(
+        base, ["conv5_block1_1_conv", "conv5_block1_0_conv"], strides=(1, 1),
+        name="resnet50_stride1",
+    )
+
+
+def _inception_stem_and_mixed3(model):
+    """Names of the stem's spatial layers and of mixed3's stride-2 layers in keras' InceptionV3.
+
+    The stem is everything up to the second MaxPooling2D (keras auto-names its layers
+    ``conv2d``, ``conv2d_1``, ... so they are found by position, not by name).
+    """
+    stem, mixed3 = [], []
+    pools = 0
+    in_mixed3 = False
+    for layer in model.layers:
+        if pools < 2 and isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D)):
+            stem.append(layer.name)
+            pools += isinstance(layer, keras.layers.MaxPooling2D)
+        if layer.name == "mixed2":
+            in_mixed3 = True
+        elif layer.name == "mixed3":
+            in_mixed3 = False
+        elif in_mixed3 and tuple(getattr(layer, "strides", (1, 1))) == (2, 2):
+            mixed3.append(layer.name)
+    return stem, mixed3
+
+
+def _build_inception_v3(input_shape, weights):
+    base = load_application("InceptionV3", input_shape, weights, "inception_v3")
+    # wsolevaluation's InceptionV3 CAM (large feature map): cut after Mixed_6e (keras 'mixed7'),
+    # Mixed_6a (keras 'mixed3') at stride 1, padded stem -> 28x28 at 224 (keras' own network
+    # gives 5x5 at 224, 12x12 after mixed7), then two 3x3 1024 convs.
+    x = base.get_layer("mixed7").output
+    x = keras.layers.Conv2D(1024, 3, padding="same", activation="relu", name="head_conv1")(x)
+    x = keras.layers.Conv2D(1024, 3, padding="same", activation="relu", name="head_conv2")(x)
+    model = keras.Model(base.input, x, name="inception_v3_cam")
+    stem, mixed3 = _inception_stem_and_mixed3(model)
+    model = reconfigure_layers(model, stem + mixed3, padding="same")
+    return reconfigure_layers(model, mixed3, strides=(1, 1), name="inception_v3_cam")
+
+
+def _build_small_vgg(input_shape, weights):
+    _check_weights(weights, "small_vgg", pretrained=False)
+    inputs = keras.Input(tuple(input_shape), name="input")
+    x = inputs
+    for block, filters in enumerate((32, 64, 128, 256), start=1):
+        for conv in (1, 2):
+            name = f"block{block}_conv{conv}"
+            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name)(x)
+            # momentum 0.9: with keras' default 0.99 the moving statistics of a short CPU run
+            # lag far behind and evaluation (inference mode) looks broken.
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+            x = keras.layers.ReLU(name=f"{name}_relu")(x)
+        if block < 4:
+            x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    x = keras.layers.Conv2D(256, 3, padding="same", activation="relu", name="conv6")(x)
+    model = keras.Model(inputs, x, name="small_vgg")
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+register_backbone(
+    Backbone(
+        name="vgg16",
+        build=_build_vgg16,
+        preprocessing="caffe",
+        insert_after={
+            # The paper: "inserted in all the pooling layers and the conv5-3 layer".
+            "dgdm": ("block1_pool", "block2_pool", "block3_pool", "block4_pool", "block5_conv3"),
+            "sagd": ("block1_pool", "block2_pool", "block3_pool", "block4_pool", "block5_conv3"),
+            "cagd": ("block1_pool", "block2_pool", "block3_pool", "block4_pool", "block5_conv3"),
+            # ADL's VGG-GAP: after pool3, pool4 and conv5-3.
+            "adl": ("block3_pool", "block4_pool", "block5_conv3"),
+        },
+        drop_threshold=0.8,
+        features_layer="conv6",
+        new_layers=("conv6",),
+        min_input_size=32,
+        description="VGG-GAP: VGG16 without pool5 + conv6 (3x3, 1024); 14x14 CAMs at 224",
+    )
+)
+
+_RESNET_POSITIONS = ("conv4_block1_out", "conv5_block1_out", "conv5_block3_out")
+register_backbone(
+    Backbone(
+        name="resnet50",
+        build=_build_resnet50,
+        preprocessing="caffe",
+        # ADL's ResNet50 positions (wsolevaluation _ADL_POSITION = [[], [], [], [0], [0, 2]]):
+        # after the first block of stage 4, the first block of stage 5 and the last block.
+        insert_after={m: _RESNET_POSITIONS for m in METHOD_NAMES},
+        drop_threshold=0.9,
+        features_layer="conv5_block3_out",
+        new_layers=(),
+        min_input_size=32,
+        description="ResNet50 with stride-1 conv5 stage; 14x14 CAMs at 224",
+    )
+)
+
+_INCEPTION_POSITIONS = ("mixed2", "mixed7", "head_conv2")
+register_backbone(
+    Backbone(
+        name="inception_v3",
+        build=_build_inception_v3,
+        preprocessing="tf",
+        # ADL's InceptionV3 positions (wsolevaluation): after Mixed_5d, Mixed_6e and the last
+        # head conv (keras: mixed2, mixed7, head_conv2).
+        insert_after={m: _INCEPTION_POSITIONS for m in METHOD_NAMES},
+        drop_threshold=0.9,
+        features_layer="head_conv2",
+        new_layers=("head_conv1", "head_conv2"),
+        min_input_size=75,
+        description="InceptionV3 to mixed7, stride-1 mixed3, + 2 convs; 28x28 CAMs at 224",
+    )
+)
+
+_SMALL_VGG_POSITIONS = ("block1_pool", "block2_pool", "block3_pool", "block4_conv2_relu")
+register_backbone(
+    Backbone(
+        name="small_vgg",
+        build=_build_small_vgg,
+        preprocessing="scale",
+        insert_after={
+            "dgdm": _SMALL_VGG_POSITIONS,
+            "sagd": _SMALL_VGG_POSITIONS,
+            "cagd": _SMALL_VGG_POSITIONS,
+            "adl": ("block2_pool", "block3_pool", "block4_conv2_relu"),
+        },
+        drop_threshold=0.8,
+        features_layer="conv6",
+        new_layers=("conv6",),
+        pretrained=False,
+        min_input_size=8,
+        description="small VGG-like CNN (BN), no pretrained weights; 8x8 CAMs at 64x64",
+    )
+)
