@@ -44,12 +44,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import inspect
 import json
+import logging
 import os
 from typing import Any, Optional
 
 import keras
+import numpy as np
 
 # --------------------------------------------------------------------------------------------
 # Recipes
@@ -631,18 +634,46 @@ class _LearningRateLogger(keras.callbacks.Callback):
             logs["lr"] = float(keras.ops.convert_to_numpy(lr))
 
 
+class EpochSeededLayers(keras.callbacks.Callback):
+    """Sets every layer ``SeedGenerator`` of the model to ``(seed, epoch * 2**20)`` at the start
+    of each epoch.
+
+    A SeedGenerator's state is not part of a model's weights file, so BackupAndRestore cannot
+    restore it; making the layers' random stream a function of (seed, epoch) instead of "how
+    many steps this process has run" is what lets a resumed run draw the same drop masks as an
+    uninterrupted one. Epochs do not share draws while a layer makes fewer than 2**20 draws per
+    epoch.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for v in self.model.variables:
+            if v.name == "seed_generator_state":
+                state = keras.ops.convert_to_numpy(v)
+                counter = (int(epoch) << 20) % (2 ** 31)
+                v.assign(np.array([state[0], counter], dtype=state.dtype))
+
+
 def make_callbacks(config: TrainConfig, extra=()):
-    """BackupAndRestore, last-epoch checkpoint, CSV log and TensorBoard for ``config.run_dir``."""
+    """BackupAndRestore, last-epoch checkpoint, CSV log and TensorBoard (when the tensorboard
+    package is installed) for ``config.run_dir``."""
     run = config.run_dir
     os.makedirs(os.path.join(run, "checkpoints"), exist_ok=True)
+    board = []
+    if importlib.util.find_spec("tensorboard") is not None:
+        board = [keras.callbacks.TensorBoard(os.path.join(run, "logs"))]
+    else:
+        logging.getLogger("keras_dgdm.training").warning(
+            "TensorBoard logs skipped: the tensorboard package is not installed "
+            "(pip install tensorboard); log.csv still records every epoch.")
     return [
         # Keeps its state after training so that a finished run is not retrained on rerun and
         # a larger --epochs continues it.
         keras.callbacks.BackupAndRestore(os.path.join(run, "backup"), delete_checkpoint=False),
+        EpochSeededLayers(),
         _LearningRateLogger(),
         keras.callbacks.ModelCheckpoint(os.path.join(run, "checkpoints", "last.keras")),
         keras.callbacks.CSVLogger(os.path.join(run, "log.csv"), append=True),
-        keras.callbacks.TensorBoard(os.path.join(run, "logs")),
+        *board,
         keras.callbacks.TerminateOnNaN(),
         *extra,
     ]
@@ -694,6 +725,29 @@ def compile_model(model, config: TrainConfig, steps_per_epoch: int):
     return model
 
 
+class SetupError(ValueError):
+    """A run cannot start: bad name, hyperparameter, path, data directory or weights.
+
+    Raised by ``train`` before any training step, with the underlying message (which names
+    the argument / file and what was expected); the CLI prints it without a traceback.
+    """
+
+
+#: Classes per dataset when fixed (the model is built before the data is touched, so that a
+#: failed weights download is reported before a dataset download starts).
+NUM_CLASSES = {"cub": 200, "cars": 196, "ilsvrc": 1000}
+
+
+def _known_num_classes(config: TrainConfig) -> Optional[int]:
+    if "num_classes" in config.data_options:
+        return int(config.data_options["num_classes"])
+    if config.dataset == "synthetic":
+        from keras_dgdm.data import synthetic
+
+        return int(inspect.signature(synthetic.generate).parameters["num_classes"].default)
+    return NUM_CLASSES.get(config.dataset)
+
+
 def _check_weights_path(config: TrainConfig):
     w = config.model_weights
     if w not in (None, "imagenet") and not os.path.exists(w):
@@ -703,26 +757,82 @@ def _check_weights_path(config: TrainConfig):
         )
 
 
+def prepare(config: TrainConfig):
+    """Everything before the first training step; every setup error is raised here.
+
+    Order: resolve and validate the config (names list the choices; hyperparameters go
+    through the layer's own validation), check the run directory and the weights path, set
+    the seed / precision / strategy, build and compile the model (a failed imagenet download
+    says how to pass a local file), then load the data index (a missing data directory says
+    where to get the data and the layout expected).
+
+    Returns:
+        dict with "config" (resolved), "saved" (the run directory's previous config or None),
+        "strategy", "policy", "model", "train_data", "val_data", "steps_per_epoch".
+
+    Raises:
+        SetupError (a ValueError) carrying the underlying message.
+    """
+    from keras_dgdm import data as wsol_data
+
+    try:
+        config = config.resolved()
+        saved = check_run_dir(config)
+        _check_weights_path(config)
+        configure_cpu_devices(config.devices)
+        keras.utils.set_random_seed(config.seed)
+        policy = set_precision(config.mixed_precision)
+        strategy = make_strategy(config.strategy, config.devices)
+        num_classes = _known_num_classes(config)
+        model = None
+        if num_classes is not None:
+            with strategy.scope():
+                model = build_model(config, num_classes)
+        options = dict(config.data_options)
+        train_data = wsol_data.load(config.dataset, "train", data_dir=config.data_dir, **options)
+        val_data = wsol_data.load(config.dataset, "val", data_dir=config.data_dir, **options)
+        if model is None or train_data.num_classes != num_classes:
+            keras.utils.set_random_seed(config.seed)
+            with strategy.scope():
+                model = build_model(config, train_data.num_classes)
+        one_epoch = wsol_data.train_pipeline(train_data, config.image_size, config.batch_size,
+                                             seed=config.seed, shuffle=True, repeat=False)
+        steps_per_epoch = config.steps_per_epoch or _num_batches(one_epoch)
+        if not steps_per_epoch:
+            raise ValueError(f"The train split of {config.dataset!r} gives no batch of "
+                             f"{config.batch_size} images.")
+        with strategy.scope():
+            compile_model(model, config, steps_per_epoch)
+            # Built now: BackupAndRestore restores the optimizer state into these variables.
+            model.optimizer.build(model.trainable_variables)
+    except SetupError:
+        raise
+    except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as e:
+        raise SetupError(str(e)) from e
+    return dict(config=config, saved=saved, strategy=strategy, policy=policy, model=model,
+                train_data=train_data, val_data=val_data, steps_per_epoch=steps_per_epoch)
+
+
 def train(config: TrainConfig, callbacks=(), verbose: int = 1) -> dict:
     """Trains, evaluates and exports a WSOL model as ``config`` says; resumable.
 
-    Order (every error comes before training starts): resolve and validate the config
-    (names, hyperparameters through the layer's own validation), check the run directory and
-    the weights path, set seeds / precision / strategy, load the data index (a missing data
-    directory says where to get the data), build the model (a failed imagenet download says
-    how to pass a local file), then fit. After fitting: val metrics choose the CAM threshold,
-    test metrics are reported at it, ``heatmaps.png`` figures are written, and the model is
-    exported with that threshold.
+    Every setup error comes before training starts (``prepare``). After fitting: the val
+    split chooses the CAM threshold (``best_cam_threshold``), the test split is reported at it
+    (``*_at_fixed``) and at its own best threshold, ``heatmaps.png`` figures are written, and
+    the model is exported with the val threshold.
 
     Args:
         config: a TrainConfig (resolved here).
-        callbacks: extra keras callbacks (appended after the run's own).
+        callbacks: extra keras callbacks (run after the run's own).
         verbose: keras fit verbosity (1: progress bar).
 
     Returns:
-        dict with "run_dir", "model" (the keras model), "history" (dict), "epochs_done",
-        "metrics" (test), "val_metrics", "cam_threshold", "export_path", "train_accuracy",
-        "val_accuracy" (last epoch).
+        dict with "run_dir", "config" (resolved), "model" (the keras model), "history",
+        "epochs_done", "metrics" (test), "val_metrics", "cam_threshold", "export_path",
+        "train_accuracy" and "val_accuracy" (last finished epoch, from log.csv).
+
+    Raises:
+        SetupError: bad settings, paths, data or weights (nothing trained yet).
 
     Example:
         >>> result = train(TrainConfig(dataset="synthetic", epochs=1))
@@ -730,40 +840,13 @@ def train(config: TrainConfig, callbacks=(), verbose: int = 1) -> dict:
     """
     from keras_dgdm import data as wsol_data
 
-    config = config.resolved()
-    saved = check_run_dir(config)
-    _check_weights_path(config)
-    configure_cpu_devices(config.devices)
-    keras.utils.set_random_seed(config.seed)
-    policy = set_precision(config.mixed_precision)
-    strategy = make_strategy(config.strategy, config.devices)
-
-    load_options = dict(config.data_options)
-    train_data = wsol_data.load(config.dataset, "train", data_dir=config.data_dir, **load_options)
-    val_data = wsol_data.load(config.dataset, "val", data_dir=config.data_dir, **load_options)
-
-    one_epoch = wsol_data.train_pipeline(train_data, config.image_size, config.batch_size,
-                                         seed=config.seed, shuffle=True, repeat=False)
-    steps_per_epoch = config.steps_per_epoch or _num_batches(one_epoch)
-    if not steps_per_epoch:
-        raise ValueError(f"The train split of {config.dataset!r} gives no batch of "
-                         f"{config.batch_size} images.")
-
-    with strategy.scope():
-        model = build_model(config, train_data.num_classes)
-        compile_model(model, config, steps_per_epoch)
-    # Build the optimizer now: BackupAndRestore restores its state into existing variables.
-    model.optimizer.build(model.trainable_variables)
-
-    if saved is None:
-        write_config(config, model, {"dtype_policy": policy,
-                                     "num_replicas": strategy.num_replicas_in_sync,
-                                     "steps_per_epoch": steps_per_epoch,
-                                     "num_classes": train_data.num_classes,
-                                     "class_names": list(train_data.class_names)})
-    elif saved.get("epochs") != config.epochs:
-        write_config(config, model, {"dtype_policy": policy,
-                                     "num_replicas": strategy.num_replicas_in_sync,
+    ctx = prepare(config)
+    config, model = ctx["config"], ctx["model"]
+    train_data, val_data = ctx["train_data"], ctx["val_data"]
+    steps_per_epoch = ctx["steps_per_epoch"]
+    if ctx["saved"] is None or ctx["saved"].get("epochs") != config.epochs:
+        write_config(config, model, {"dtype_policy": ctx["policy"],
+                                     "num_replicas": ctx["strategy"].num_replicas_in_sync,
                                      "steps_per_epoch": steps_per_epoch,
                                      "num_classes": train_data.num_classes,
                                      "class_names": list(train_data.class_names)})
@@ -779,13 +862,14 @@ def train(config: TrainConfig, callbacks=(), verbose: int = 1) -> dict:
                          callbacks=make_callbacks(config, callbacks), verbose=verbose)
         history = {k: [float(x) for x in v] for k, v in hist.history.items()}
     else:
-        # Finished before: restore the final state (weights of the last epoch).
+        # Finished before: restore the last epoch's state instead of training again.
         model.load_weights(os.path.join(config.run_dir, "backup", "latest.weights.h5"))
     model.save(os.path.join(config.run_dir, "model.keras"))
 
-    result = {"run_dir": config.run_dir, "model": model, "history": history,
+    result = {"run_dir": config.run_dir, "config": config, "model": model, "history": history,
               "epochs_done": finished_epochs(config.run_dir), "metrics": None,
-              "val_metrics": None, "cam_threshold": None, "export_path": None}
+              "val_metrics": None, "cam_threshold": None, "export_path": None,
+              "train_accuracy": None, "val_accuracy": None}
     log = read_csv_log(os.path.join(config.run_dir, "log.csv"))
     if log:
         result["train_accuracy"] = log[-1].get("accuracy")
@@ -795,7 +879,7 @@ def train(config: TrainConfig, callbacks=(), verbose: int = 1) -> dict:
         from keras_dgdm import evaluation
 
         test_data = wsol_data.load(config.dataset, "test", data_dir=config.data_dir,
-                                   **load_options)
+                                   **config.data_options)
         val_metrics = evaluation.evaluate_split(
             model, val_data, config.image_size, config.eval_batch_size,
             os.path.join(config.run_dir, "eval", "val"), split="val",
@@ -857,9 +941,9 @@ def read_csv_log(path: str) -> list[dict]:
 
 
 __all__ = [
-    "RECIPES", "METHODS", "STRATEGIES", "TrainConfig", "ScaledSGD", "variable_paths",
+    "RECIPES", "METHODS", "NUM_CLASSES", "SetupError", "prepare", "STRATEGIES", "TrainConfig", "ScaledSGD", "variable_paths",
     "step_decay", "method_hyperparameters", "method_accepts", "validate_method_kwargs",
-    "configure_cpu_devices", "make_strategy", "set_precision", "make_callbacks",
+    "configure_cpu_devices", "make_strategy", "set_precision", "make_callbacks", "EpochSeededLayers",
     "training_stream", "finished_epochs", "build_model", "compile_model", "train",
     "export_model", "read_csv_log", "check_run_dir", "write_config",
 ]
