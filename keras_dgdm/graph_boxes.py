@@ -34,7 +34,6 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-LARGEST_RULES = ("contour_area", "pixels")
 
 
 def quantize_cams(cams):
@@ -120,13 +119,23 @@ def label_components(binary, connectivity=8):
     def cond(current, changed):
         return changed
 
+    slots = hw + 1
+    offsets = ops.reshape(ops.arange(n, dtype="int32") * slots, (n, 1))
+
     def body(current, changed):
+        flat = ops.reshape(current, (n, hw))
         spread = ops.reshape(_shift_max(current, connectivity), (n, hw)) * fg_flat
+        # Hooking: all pixels that share a label adopt the largest label any of them sees next
+        # to it, so whole groups merge at once (a segment max over the current labels).
+        segment = ops.reshape(ops.cast(flat, "int32") + offsets, (-1,))
+        hook = ops.segment_max(ops.reshape(spread, (-1,)), segment, num_segments=n * slots)
+        hook = ops.reshape(hook, (n, slots))
+        merged = ops.maximum(spread, ops.take_along_axis(hook, ops.cast(flat, "int32"), axis=1))
         # Pointer jumping: a label is the index + 1 of a pixel of the same component, whose own
-        # label is as large or larger, so adopting that one is safe and shortcuts long chains.
-        pointer = ops.cast(ops.maximum(spread - 1.0, 0.0), "int32")
-        jumped = ops.take_along_axis(spread, pointer, axis=1) * fg_flat
-        new = ops.reshape(ops.maximum(spread, jumped), (n, h, w))
+        # label is as large or larger, so adopting that one is safe and shortcuts chains.
+        pointer = ops.cast(ops.maximum(merged - 1.0, 0.0), "int32")
+        merged = ops.maximum(merged, ops.take_along_axis(merged, pointer, axis=1)) * fg_flat
+        new = ops.reshape(merged, (n, h, w))
         return new, ops.any(ops.not_equal(new, current))
 
     labels, _ = ops.while_loop(cond, body, (labels, ops.convert_to_tensor(True)))
