@@ -32,7 +32,9 @@ import numpy as np
 
 from keras_dgdm.data import pipeline
 from keras_dgdm.data.metadata import load_metadata
-from keras_dgdm.data.validation import DataError, Entry, check_choice, validate_entries
+from keras_dgdm.data.validation import (
+    ON_BAD, VERIFY, DataError, Entry, check_choice, validate_entries,
+)
 
 TFDS_NAME = "caltech_birds2011"
 NUM_CLASSES = 200
@@ -79,6 +81,8 @@ def load_cub(split, data_dir=None, source=None, download=True, holdout_fraction=
     pipeline.check_split(split)
     if source is not None:
         check_choice(source, "source", ("raw", "tfds"))
+    check_choice(on_bad, "on_bad", ON_BAD)
+    check_choice(verify, "verify", VERIFY)
     if split == "val" and val_metadata_dir is not None:
         if val_data_dir is None:
             root = find_raw_root(data_dir) if data_dir else None

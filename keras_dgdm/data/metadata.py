@@ -29,7 +29,9 @@ import os
 import numpy as np
 
 from keras_dgdm.data import pipeline
-from keras_dgdm.data.validation import DataError, Entry, validate_entries
+from keras_dgdm.data.validation import (
+    ON_BAD, VERIFY, DataError, Entry, check_choice, validate_entries,
+)
 
 _LAYOUT = (
     "Expected layout: METADATA_DIR/<split>/image_ids.txt, class_labels.txt, and for evaluation "
@@ -144,6 +146,8 @@ def load_metadata(split, data_dir=None, metadata_dir=None, num_classes=None, cla
         ...                      num_classes=1000)  # doctest: +SKIP
     """
     pipeline.check_split(split)
+    check_choice(on_bad, "on_bad", ON_BAD)
+    check_choice(verify, "verify", VERIFY)
     if metadata_dir is None or data_dir is None:
         raise DataError(f"{name}: both data_dir (the image root) and metadata_dir are needed. "
                         f"{_LAYOUT}")

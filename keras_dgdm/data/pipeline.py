@@ -66,7 +66,8 @@ class WSOLData:
         (k, 4) pixel (x0, y0, x1, y1) in the image's own size, and "mask" uint8 (H, W) (1 on the
         object) when ``has_masks``. In index order; decoded in parallel."""
         return self.records.map(
-            lambda r: self.decode(r, True), num_parallel_calls=AUTOTUNE, deterministic=True
+            lambda r: self.decode(r, self.has_masks), num_parallel_calls=AUTOTUNE,
+            deterministic=True,
         )
 
 
