@@ -120,9 +120,9 @@ def test_drop_mask_frequency_is_near_drop_rate():
     # path multiplies by sigmoid(1) > 0, so each call shows which map was drawn.
     x = np.ones((1, 3, 3, 1), "float32")
     layer = SAGD(drop_rate=0.75, seed=1)
-    n = 800
+    n = 400
     drops = sum(float(np_out(layer(x, training=True)).max()) == 0.0 for _ in range(n))
-    assert abs(drops / n - 0.75) < 0.05  # sd of the frequency is 0.015
+    assert abs(drops / n - 0.75) < 0.07  # sd of the frequency is 0.022; seeded, so not flaky
 
 
 def test_one_draw_per_call_is_shared_by_the_whole_batch():
@@ -222,7 +222,8 @@ def test_dgdm_is_input_times_spatial_map_times_channel_mask():
     # is a CAGD candidate (|S_0| < 3 |S_0|) and channel 1 is not.
     m = peak_map(channels=1)[..., 0]
     x = np.stack([0.1 * m, 1.9 * m], axis=-1)  # channel mean = m
-    y = np_out(DGDM(drop_rate=1.0, background_threshold=None, alpha=1.0, beta=3.0)(x, training=True))
+    layer = DGDM(drop_rate=1.0, background_threshold=None, alpha=1.0, beta=3.0)
+    y = np_out(layer(x, training=True))
     block = np.zeros((7, 7), bool)
     block[2:5, 2:5] = True
     np.testing.assert_array_equal(y[0, ..., 0], np.zeros((7, 7)))  # channel 0 dropped by CAGD
@@ -263,9 +264,7 @@ def test_method_registry():
 
 @pytest.mark.parametrize("cls", ALL_LAYERS)
 def test_inference_is_the_identity(cls):
-    import tensorflow as tf
-
-    x = tf.constant(np.random.default_rng(1).uniform(0, 2, (2, 5, 5, 3)).astype("float32"))
+    x = ops.convert_to_tensor(np.random.default_rng(1).uniform(0, 2, (2, 5, 5, 3)), "float32")
     layer = cls()
     assert layer(x, training=False) is x
     assert layer(x) is x  # training defaults to inference
@@ -378,7 +377,7 @@ def test_model_with_dgdm_saves_and_loads(tmp_path):
 
 def test_jit_compiled_fit_step_runs():
     keras.utils.set_random_seed(0)
-    model = tiny_model(DGDM(seed=0))
+    model = tiny_model(DGDM(block_size=2, top_k=2, seed=0))  # also the top_k path under XLA
     model.compile(optimizer="sgd", loss="mse", jit_compile=True)
     x = np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 3)).astype("float32")
     state = np_out(model.layers[2].seed_generator.state).copy()
@@ -387,6 +386,7 @@ def test_jit_compiled_fit_step_runs():
     assert not np.array_equal(np_out(model.layers[2].seed_generator.state), state)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute")
 def test_mirrored_strategy_fit_runs_and_advances_the_seed_state():
     import tensorflow as tf
 
@@ -413,3 +413,26 @@ def test_same_seed_same_training_outputs(cls):
     for ya, yb in zip(outs_a, outs_b):
         np.testing.assert_array_equal(ya, yb)
     assert any(not np.array_equal(ya, yc) for ya, yc in zip(outs_a, outs_c))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="runs the JAX check once")
+def test_crafted_cases_also_hold_on_the_jax_backend():
+    """The backend-agnostic claim: a subset of this file, rerun under KERAS_BACKEND=jax."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed")
+    selection = (
+        "sagd_drop_path or background_band or even_block or adaptive or importance_path or "
+        "dead_channels or top_k_keeps or dgdm_is_input"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", selection],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
