@@ -1,4 +1,4 @@
-"""Loaders of keras_dgdm.data on generated fixtures: raw CUB, wsolevaluation metadata, tfds (mocked).
+"""keras_dgdm.data loaders on generated fixtures: raw CUB, wsolevaluation metadata, mocked tfds.
 
 Every fixture is made here (PIL images in tmp_path); nothing touches the network.
 """

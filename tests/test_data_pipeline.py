@@ -106,7 +106,8 @@ def test_eval_scales_boxes_like_the_reference_and_pads():
     assert got.shape == (2, 3, 4)
     np.testing.assert_array_equal(got[0, :2], box_lib.scale_boxes(boxes[0], (375, 500), (224, 224)))
     np.testing.assert_array_equal(got[0, 0], [56, 0, 223, 223])
-    np.testing.assert_array_equal(got[1, 0], box_lib.scale_boxes(boxes[1], (100, 300), (224, 224))[0])
+    expected = box_lib.scale_boxes(boxes[1], (100, 300), (224, 224))
+    np.testing.assert_array_equal(got[1, :1], expected)
     np.testing.assert_array_equal(got[0, 2], [box_lib.PAD_VALUE] * 4)
     np.testing.assert_array_equal(got[1, 1:], np.full((2, 4), box_lib.PAD_VALUE))
     assert "masks" not in batch

@@ -165,7 +165,8 @@ def load_metadata(split, data_dir=None, metadata_dir=None, num_classes=None, cla
     meta = read_metadata(split_dir, num_classes)
     require_boxes = split != "train"
     if require_boxes and not meta["has_localization"]:
-        raise DataError(f"{name}/{split}: {os.path.join(split_dir, 'localization.txt')} is missing; "
+        loc_file = os.path.join(split_dir, "localization.txt")
+        raise DataError(f"{name}/{split}: {loc_file} is missing; "
                         f"evaluation splits need boxes. {_LAYOUT}")
     ids = meta["image_ids"]
     entries = [

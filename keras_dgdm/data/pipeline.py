@@ -42,6 +42,7 @@ class WSOLData:
         max_boxes: the largest number of boxes of one example.
         records: tf.data.Dataset of undecoded records (cheap to shuffle).
         decode: ``decode(record, with_mask)`` -> example dict (see ``examples``).
+        arrays: for "synthetic", the numpy ``SyntheticData`` (incl. part boxes); else None.
 
     Example:
         >>> data = keras_dgdm.data.load("synthetic", "test", num_images=8)  # doctest: +SKIP
@@ -59,6 +60,7 @@ class WSOLData:
     max_boxes: int
     records: tf.data.Dataset
     decode: object
+    arrays: object = None
 
     @property
     def examples(self):
@@ -316,14 +318,12 @@ def load_synthetic(split, data_dir=None, num_images=None, image_size=64, num_cla
         return example
 
     class_seed = generator_options.get("class_seed", 0)
-    data = WSOLData(
+    return WSOLData(
         name="synthetic", split=split, num_classes=num_classes,
         class_names=synthetic.class_definitions(num_classes, class_seed).names,
         num_examples=n, has_masks=True, report=SkipReport("synthetic", split, total=n),
-        max_boxes=1, records=records, decode=decode,
+        max_boxes=1, records=records, decode=decode, arrays=arrays,
     )
-    data.arrays = arrays
-    return data
 
 
 def holdout_split_spec(split, holdout_fraction):

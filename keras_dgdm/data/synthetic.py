@@ -270,7 +270,8 @@ def generate(
                 grid_x, grid_y, clutter_xy[sl, k, 0], clutter_xy[sl, k, 1],
                 clutter_ax[sl, k, 0], clutter_ax[sl, k, 1], clutter_angle[sl, k],
             )
-            img = np.where(inside[..., None], clutter_colour[sl, k][:, None, None, :].astype(np.float32), img)
+            colour = clutter_colour[sl, k][:, None, None, :].astype(np.float32)
+            img = np.where(inside[..., None], colour, img)
         # body: main ellipse + head + tail, textured
         body = _ellipse(grid_x, grid_y, cx[sl], cy[sl], a[sl], b[sl], theta[sl])
         body |= _ellipse(grid_x, grid_y, head_x[sl], head_y[sl], head_r[sl], head_r[sl], theta[sl])
@@ -304,7 +305,9 @@ def generate(
 def _ellipse(gx, gy, cx, cy, ax, ay, angle):
     """Boolean (m, H, W): pixels inside the rotated ellipses (one per image)."""
     shape = (-1, 1, 1)
-    cx, cy, ax, ay, angle = (np.asarray(v, np.float32).reshape(shape) for v in (cx, cy, ax, ay, angle))
+    cx, cy, ax, ay, angle = (
+        np.asarray(v, np.float32).reshape(shape) for v in (cx, cy, ax, ay, angle)
+    )
     dx, dy = gx - cx, gy - cy
     c, s = np.cos(angle), np.sin(angle)
     u = (dx * c + dy * s) / np.maximum(ax, 0.5)

@@ -21,7 +21,10 @@ Accepted, counted in the report's notes (nothing is lost):
 
 ``verify`` chooses how much is read: ``"header"`` (default) opens every image header and checks
 JPEG end markers (fast: no pixel decoding); ``"decode"`` decodes every image fully (catches
-corruption inside the data too; slow); ``"none"`` only checks that files exist.
+corruption inside the data too; slow); ``"none"`` only checks that files exist. A JPEG whose
+entropy-coded data is damaged but whose headers and end marker are intact passes "header": the
+TensorFlow decoder then yields it with damaged pixels and a libjpeg warning, it does not stop the
+epoch.
 
 This module uses numpy and PIL only.
 """
