@@ -595,7 +595,7 @@ def _hole_pass(q2d, levels_asc, n_clusters4, cluster_rep4, min_area):
             rt = live[k]
             if at[rt, 5]:
                 continue
-            if (at[rt, 3] - at[rt, 1] + 3) * (at[rt, 4] - at[rt, 2] + 3) <= min_area[li]:
+            if (at[rt, 3] - at[rt, 1] + 4) * (at[rt, 4] - at[rt, 2] + 4) <= min_area[li]:
                 continue  # box area, before clipping (an upper bound of the clipped one)
             if at[rt, 7] < 0:
                 boxes = _emit(boxes, nbox, at[rt, 1] - 1, at[rt, 2] - 1,
