@@ -270,6 +270,9 @@ class TrainConfig:
             raise ValueError(f"bn_momentum must be in [0, 1) or None; got {cfg.bn_momentum}.")
         if not 0 < cfg.cam_curve_interval < 1:
             raise ValueError(f"cam_curve_interval must be in (0, 1); got {cfg.cam_curve_interval}.")
+        if cfg.dataset == "synthetic" and "image_size" not in cfg.data_options:
+            # Generate the synthetic images at the training size (no resampling blur).
+            cfg.data_options = {**cfg.data_options, "image_size": cfg.image_size}
         if cfg.eval_batch_size is None:
             cfg.eval_batch_size = cfg.batch_size
         if cfg.run_name is None:
@@ -626,12 +629,14 @@ def _to_xy(batch):
 
 
 class _LearningRateLogger(keras.callbacks.Callback):
-    """Adds the pretrained-layer learning rate of the epoch to the logs (CSV / TensorBoard)."""
+    """Adds the lr of pretrained layers used during the epoch to the logs (CSV, TensorBoard)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            lr = self.model.optimizer.learning_rate
-            logs["lr"] = float(keras.ops.convert_to_numpy(lr))
+            logs["lr"] = self._lr
 
 
 class EpochSeededLayers(keras.callbacks.Callback):
@@ -748,6 +753,32 @@ def _known_num_classes(config: TrainConfig) -> Optional[int]:
     return NUM_CLASSES.get(config.dataset)
 
 
+#: Where each dataset comes from and the layout ``--data-dir`` must have.
+DATA_HINTS = {
+    "cub": "CUB-200-2011: the CUB_200_2011/ folder as distributed (images.txt, "
+           "image_class_labels.txt, train_test_split.txt, bounding_boxes.txt, images/; "
+           "https://www.vision.caltech.edu/datasets/cub_200_2011/), or no --data-dir to use "
+           "tensorflow-datasets' caltech_birds2011 (downloaded on first use)",
+    "cars": "Stanford Cars through tensorflow-datasets (cars196): --data-dir is tfds' data_dir "
+            "(omit it for tfds' default, downloaded on first use)",
+    "ilsvrc": "ILSVRC in the wsolevaluation metadata format (github.com/clovaai/wsolevaluation): "
+              "a metadata folder with image_ids.txt, class_labels.txt, image_sizes.txt, "
+              "localization.txt and the images under --data-dir",
+    "metadata": "a dataset in the wsolevaluation metadata format (github.com/clovaai/"
+                "wsolevaluation): image_ids.txt, class_labels.txt, image_sizes.txt, "
+                "localization.txt and the images under --data-dir",
+}
+
+
+def _check_data_dir(config: TrainConfig):
+    if config.data_dir is not None and config.dataset != "synthetic" \
+            and not os.path.isdir(config.data_dir):
+        raise FileNotFoundError(
+            f"--data-dir {config.data_dir!r} does not exist. Expected "
+            f"{DATA_HINTS.get(config.dataset, 'the dataset folder')}."
+        )
+
+
 def _check_weights_path(config: TrainConfig):
     w = config.model_weights
     if w not in (None, "imagenet") and not os.path.exists(w):
@@ -779,6 +810,7 @@ def prepare(config: TrainConfig):
         config = config.resolved()
         saved = check_run_dir(config)
         _check_weights_path(config)
+        _check_data_dir(config)
         configure_cpu_devices(config.devices)
         keras.utils.set_random_seed(config.seed)
         policy = set_precision(config.mixed_precision)
@@ -941,7 +973,7 @@ def read_csv_log(path: str) -> list[dict]:
 
 
 __all__ = [
-    "RECIPES", "METHODS", "NUM_CLASSES", "SetupError", "prepare", "STRATEGIES", "TrainConfig", "ScaledSGD", "variable_paths",
+    "RECIPES", "METHODS", "NUM_CLASSES", "DATA_HINTS", "SetupError", "prepare", "STRATEGIES", "TrainConfig", "ScaledSGD", "variable_paths",
     "step_decay", "method_hyperparameters", "method_accepts", "validate_method_kwargs",
     "configure_cpu_devices", "make_strategy", "set_precision", "make_callbacks", "EpochSeededLayers",
     "training_stream", "finished_epochs", "build_model", "compile_model", "train",

@@ -131,3 +131,110 @@ def test_method_kwargs_validation_messages():
     with pytest.raises(ValueError, match="drop_rate"):
         training.validate_method_kwargs("dgdm", {"drop_rate": 1.5})
     assert training.validate_method_kwargs("sagd", {"block_size": 2}) == {"block_size": 2}
+
+
+# ---------------------------------------------------------------------------- resume, errors
+
+TINY = dict(dataset="synthetic", data_options={"num_images": 24, "image_size": 32},
+            image_size=32, batch_size=8, epochs=2, steps_per_epoch=2, evaluate=False,
+            export=False, lr_decay_epochs=1)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _StopAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise _Interrupted("killed after epoch 1")
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    straight = training.train(TrainConfig(output_dir=str(tmp_path), run_name="a", **TINY),
+                              verbose=0)
+    config = TrainConfig(output_dir=str(tmp_path), run_name="b", **TINY)
+    with pytest.raises(_Interrupted):
+        training.train(config, callbacks=[_StopAfterFirstEpoch()], verbose=0)
+    assert training.finished_epochs(str(tmp_path / "b")) == 1
+    resumed = training.train(config, verbose=0)
+    # The rerun trained only the second epoch: one history row, two CSV rows in total.
+    assert len(resumed["history"]["loss"]) == 1
+    assert resumed["epochs_done"] == straight["epochs_done"] == 2
+    log_a = training.read_csv_log(str(tmp_path / "a" / "log.csv"))
+    log_b = training.read_csv_log(str(tmp_path / "b" / "log.csv"))
+    assert [r["epoch"] for r in log_b] == [0, 1]
+    assert log_b[1]["loss"] == pytest.approx(log_a[1]["loss"], abs=1e-6)
+    # The step decay reached epoch 2's lr (0.1 x recipe lr) in both.
+    assert log_b[1]["lr"] == pytest.approx(0.1 * RECIPES["synthetic"]["lr"], rel=1e-5)
+    for wa, wb in zip(straight["model"].weights, resumed["model"].weights):
+        np.testing.assert_array_equal(wa.numpy(), wb.numpy(), err_msg=wa.path)
+    # A second rerun of the finished command trains nothing and keeps the weights.
+    again = training.train(config, verbose=0)
+    assert again["history"] == {} and again["epochs_done"] == 2
+    np.testing.assert_array_equal(again["model"].weights[0].numpy(),
+                                  straight["model"].weights[0].numpy())
+    saved = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert saved["config"]["seed"] == 0 and saved["method_layers"]
+    assert all(c["seed"] is not None for c in saved["method_layers"].values())
+    # Another schedule in the same run directory is a different run: refused, naming the field.
+    with pytest.raises(training.SetupError, match="lr_decay_epochs: saved 1, now 3"):
+        training.train(TrainConfig(output_dir=str(tmp_path), run_name="b",
+                                   **{**TINY, "lr_decay_epochs": 3}), verbose=0)
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """Fails the test if the data is touched: errors must come before it."""
+    import keras_dgdm.data
+
+    def load(*args, **kwargs):
+        raise AssertionError("data loaded before the error was reported")
+
+    monkeypatch.setattr(keras_dgdm.data, "load", load)
+
+
+def _fit_error(argv, capsys):
+    fit = _load_script("fit")
+    with pytest.raises(SystemExit) as info:
+        fit.main(argv)
+    assert info.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--dataset", "mnist"], "Unknown dataset 'mnist'; choose one of: synthetic, cub, cars"),
+    (["--backbone", "vgg19"], "Unknown backbone 'vgg19'; choose one of: .*small_vgg"),
+    (["--method", "has"], "Unknown method 'has'; choose one of: cam, adl, sagd, cagd, dgdm"),
+    (["--drop-rate", "1.5"], "drop_rate"),
+    (["--block-size", "0"], "block_size"),
+    (["--method", "adl", "--beta", "2"], "--beta does not apply to method 'adl'"),
+    (["--weights", "/nowhere/w.weights.h5"], "/nowhere/w.weights.h5"),
+    (["--dataset", "metadata", "--data-dir", "/nowhere/ilsvrc"],
+     "/nowhere/ilsvrc' does not exist. Expected .*image_ids.txt"),
+    (["--epochs", "0"], "epochs must be an integer >= 1"),
+])
+def test_cli_errors_before_any_data(argv, expected, no_data, capsys, tmp_path):
+    err = _fit_error(argv + ["--output-dir", str(tmp_path)], capsys)
+    assert err.startswith("fit.py: error:")
+    import re
+
+    assert re.search(expected, err), err
+
+
+def test_cli_imagenet_download_failure_is_reported_before_data(monkeypatch, no_data, capsys,
+                                                               tmp_path):
+    def offline(*args, **kwargs):
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(keras.applications, "VGG16", offline)
+    err = _fit_error(["--dataset", "cub", "--image-size", "32", "--output-dir", str(tmp_path)],
+                     capsys)
+    assert "ImageNet weights" in err and "URL fetch failure" in err and "weights=" in err
+
+
+def test_cli_empty_metadata_dir_names_the_layout(capsys, tmp_path):
+    err = _fit_error(["--dataset", "metadata", "--data-dir", str(tmp_path), "--backbone",
+                      "small_vgg", "--weights", "none", "--output-dir", str(tmp_path / "runs")],
+                     capsys)
+    assert "image_ids.txt" in err or "class_labels.txt" in err, err

@@ -1,0 +1,328 @@
+"""Evaluation: run a model over an eval pipeline -> metrics dict, ``metrics.json``, figures.
+
+Used by ``training.train`` after fitting and by ``python training/evaluate.py``. The metric
+definitions live in ``keras_dgdm.metrics`` (WSOLEvaluator); this module only feeds it:
+
+* ``load_model(path)``: a ``.keras`` file, a run directory (``RUN_DIR/model.keras``) or an
+  exported SavedModel (``saved_models/NAME/VERSION`` or ``saved_models/NAME``: latest version).
+* ``cam_predictor(model)``: a callable ``(images, labels) -> (logits, cams)`` with the CAMs of
+  the ground-truth classes (GT-known protocol; Top-1 Loc uses them when the class is right).
+* ``evaluate_model(model, pipeline)``: streaming over batches; returns the flat metrics dict and
+  a few examples for the figure.
+* ``evaluate_split(...)``: the above for one split, writing ``metrics.json`` and
+  ``heatmaps.png`` into a directory.
+* ``format_metrics_table(metrics)``: the table the CLI prints.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional
+
+import numpy as np
+
+from keras_dgdm.boxes import strip_padding
+
+#: (metric key, label) printed by the CLI, in order; the first four are the headline metrics.
+TABLE_ROWS = (
+    ("top1_clas", "Top-1 Clas"),
+    ("gt_known_loc", "GT-known Loc"),
+    ("top1_loc", "Top-1 Loc"),
+    ("max_box_acc_v2", "MaxBoxAccV2"),
+    ("top5_clas", "Top-5 Clas"),
+    ("top5_loc", "Top-5 Loc"),
+    ("max_box_acc", "MaxBoxAcc"),
+    ("pxap", "PxAP"),
+    ("best_cam_threshold", "best CAM threshold"),
+)
+
+FIGURE_NAME = "heatmaps.png"
+METRICS_NAME = "metrics.json"
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+class SavedModelPredictor:
+    """A SavedModel exported by ``keras_dgdm.export`` seen as ``(images, labels) -> (logits,
+    cams)``: the ``cam_for_class`` signature gives GT-class CAMs, ``serving_default`` the class
+    scores (probabilities order classes like logits, which is all Top-k needs).
+
+    Args:
+        path: the SavedModel directory (holding ``saved_model.pb``).
+    """
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        self.path = path
+        self._loaded = tf.saved_model.load(path)
+        sigs = self._loaded.signatures
+        missing = [s for s in ("serving_default", "cam_for_class") if s not in sigs]
+        if missing:
+            raise ValueError(f"SavedModel {path} lacks the signature(s) {missing} "
+                             f"(has {sorted(sigs)}); export it with keras_dgdm.export.")
+        self._scores = sigs["serving_default"]
+        self._cams = sigs["cam_for_class"]
+        self.input_size = tuple(self._cams.structured_input_signature[1]["images"].shape[1:3])
+
+    @staticmethod
+    def _pick(outputs, names, what):
+        for n in names:
+            if n in outputs:
+                return outputs[n].numpy()
+        raise ValueError(f"SavedModel output has no {what} (looked for {names}; "
+                         f"has {sorted(outputs)}).")
+
+    def __call__(self, images, labels):
+        import tensorflow as tf
+
+        images = tf.convert_to_tensor(images, tf.float32)
+        scores_out = self._scores(images=images)
+        scores = self._pick(scores_out, ("logits", "probabilities", "scores"), "class scores")
+        cam_sig_inputs = self._cams.structured_input_signature[1]
+        id_key = next(k for k in cam_sig_inputs if k != "images")
+        ids = tf.cast(tf.convert_to_tensor(labels), cam_sig_inputs[id_key].dtype)
+        cams = self._pick(self._cams(images=images, **{id_key: ids}), ("cams", "cam"), "CAMs")
+        return scores, cams
+
+
+def _find_saved_model(path):
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = [d for d in os.listdir(path) if d.isdigit()
+                and os.path.exists(os.path.join(path, d, "saved_model.pb"))]
+    if versions:
+        return os.path.join(path, max(versions, key=int))
+    return None
+
+
+def load_model(path: str):
+    """Loads what ``path`` points at for evaluation.
+
+    Args:
+        path: a ``.keras`` file; a run directory (its ``model.keras``; ``config.json`` gives the
+            dataset defaults); a SavedModel directory or a TF Serving base directory
+            (``NAME/`` holding version folders: the highest version is used).
+
+    Returns:
+        ``(model, run_config)``: a keras.Model or a SavedModelPredictor, and the run's saved
+        ``config.json`` dict (``{}`` when there is none).
+
+    Raises:
+        FileNotFoundError naming the path and what was expected there.
+    """
+    import keras
+
+    import keras_dgdm.layers  # noqa: F401  (registers the custom layers for loading)
+    import keras_dgdm.models  # noqa: F401
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file or directory; expected a run directory, "
+                                "a .keras file or a SavedModel directory.")
+    run_config = {}
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")):
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+            run_config = json.load(f)
+        keras_path = os.path.join(path, "model.keras")
+        if not os.path.exists(keras_path):
+            raise FileNotFoundError(f"Run directory {path} has no model.keras yet (training "
+                                    "not finished?); evaluate checkpoints/last.keras instead.")
+        return keras.saving.load_model(keras_path), run_config
+    if os.path.isfile(path):
+        if not path.endswith(".keras"):
+            raise FileNotFoundError(f"{path}: expected a .keras file, a run directory or a "
+                                    "SavedModel directory.")
+        return keras.saving.load_model(path), run_config
+    saved = _find_saved_model(path)
+    if saved is None:
+        raise FileNotFoundError(
+            f"{path}: neither a run directory (config.json + model.keras), nor a SavedModel "
+            "(saved_model.pb), nor a TF Serving base directory (VERSION/saved_model.pb)."
+        )
+    return SavedModelPredictor(saved), run_config
+
+
+def cam_predictor(model):
+    """``(images, labels) -> (logits, cams)`` as numpy, CAMs of the given (GT) classes.
+
+    ``model`` is a keras WSOL model (``build_wsol_model``) or a SavedModelPredictor.
+    """
+    if isinstance(model, SavedModelPredictor):
+        return model
+    from keras_dgdm.cam import build_cam_model
+
+    cam_model = build_cam_model(model, with_class_ids=True)
+
+    def predict(images, labels):
+        out = cam_model.predict_on_batch(
+            [np.asarray(images, np.float32), np.asarray(labels, np.int32)])
+        return np.asarray(out["logits"]), np.asarray(out["cams"])
+
+    return predict
+
+
+def model_input_size(model):
+    """(height, width) the model takes."""
+    if isinstance(model, SavedModelPredictor):
+        return model.input_size
+    return tuple(model.input_shape[1:3])
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def evaluate_model(model, pipeline, *, cam_curve_interval=0.01, iou_thresholds=(0.3, 0.5, 0.7),
+                   fixed_cam_threshold=None, with_pxap=None, num_figure_examples=8):
+    """Runs ``model`` over an eval pipeline and computes every WSOL metric.
+
+    Args:
+        model: keras WSOL model or SavedModelPredictor (see ``load_model``).
+        pipeline: ``keras_dgdm.data.eval_pipeline(...)`` batches (dicts with "images",
+            "labels", "boxes" padded with PAD_VALUE rows, optionally "masks"), or any iterable
+            of such numpy dicts.
+        cam_curve_interval, iou_thresholds: the evaluator's threshold grids.
+        fixed_cam_threshold: report ``*_at_fixed`` metrics at this threshold (e.g. the best
+            one found on val); None: the evaluator's default.
+        with_pxap: compute PxAP from the masks (None: when the batches carry masks).
+        num_figure_examples: how many first examples to keep for the figure.
+
+    Returns:
+        ``(metrics, examples)``: the flat dict of ``WSOLEvaluator.result()`` and a dict of
+        numpy arrays ("images", "cams", "labels", "predictions", "gt_boxes" list) of the first
+        examples.
+
+    Example:
+        >>> metrics, _ = evaluate_model(model, eval_pipeline(data, 64, 32))
+        >>> metrics["top1_loc"]
+    """
+    from keras_dgdm.metrics import WSOLEvaluator
+
+    predict = cam_predictor(model)
+    kwargs = dict(cam_curve_interval=cam_curve_interval, iou_thresholds=tuple(iou_thresholds))
+    if fixed_cam_threshold is not None:
+        kwargs["fixed_cam_threshold"] = float(fixed_cam_threshold)
+    evaluator = None
+    examples = {"images": [], "cams": [], "labels": [], "predictions": [], "gt_boxes": []}
+    kept = 0
+    iterator = pipeline.as_numpy_iterator() if hasattr(pipeline, "as_numpy_iterator") else pipeline
+    for batch in iterator:
+        if evaluator is None:
+            if with_pxap is None:
+                with_pxap = "masks" in batch
+            evaluator = WSOLEvaluator(with_pxap=bool(with_pxap), **kwargs)
+        images, labels = batch["images"], np.asarray(batch["labels"])
+        logits, cams = predict(images, labels)
+        gt_boxes = [strip_padding(b) for b in batch["boxes"]]
+        evaluator.update(cams, gt_boxes, logits, labels,
+                         masks=batch.get("masks") if with_pxap else None)
+        take = min(num_figure_examples - kept, len(labels))
+        if take > 0:
+            examples["images"].append(np.clip(images[:take], 0, 255).astype(np.uint8))
+            examples["cams"].append(cams[:take])
+            examples["labels"].append(labels[:take])
+            examples["predictions"].append(np.argmax(logits[:take], axis=-1))
+            examples["gt_boxes"].extend(gt_boxes[:take])
+            kept += take
+    if evaluator is None:
+        raise ValueError("The evaluation pipeline gave no batch: the split is empty.")
+    for k in ("images", "cams", "labels", "predictions"):
+        examples[k] = np.concatenate(examples[k]) if examples[k] else np.zeros((0,))
+    return evaluator.result(), examples
+
+
+def save_figure(path, examples, cam_threshold, class_names=None):
+    """Writes the heatmap grid (image, CAM overlay, GT boxes red, predicted box green) for the
+    kept ``examples`` with predicted boxes at ``cam_threshold``. Returns ``path``."""
+    from keras_dgdm.localization import box_from_cam
+    from keras_dgdm.viz import save_grid
+
+    def name(c):
+        c = int(c)
+        return class_names[c] if class_names is not None and c < len(class_names) else str(c)
+
+    pred_boxes = [np.asarray(box_from_cam(cam, cam_threshold)) for cam in examples["cams"]]
+    titles = [f"gt {name(g)} / pred {name(p)}"
+              for g, p in zip(examples["labels"], examples["predictions"])]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_grid(path, examples["images"], examples["cams"], examples["gt_boxes"], pred_boxes,
+              titles=titles)
+    return path
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_metrics(path, metrics, **info):
+    """Writes ``{"metrics": metrics, **info}`` as JSON (numpy values converted). Returns path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(_jsonable({**info, "metrics": metrics}), f, indent=2)
+    return path
+
+
+def evaluate_split(model, data, image_size, batch_size, output_dir, *, split="test",
+                   cam_curve_interval=0.01, fixed_cam_threshold=None, num_figure_examples=8,
+                   class_names=None):
+    """Evaluates ``model`` on a loaded split and writes ``output_dir/metrics.json`` and
+    ``output_dir/heatmaps.png``.
+
+    Args:
+        model: keras WSOL model or SavedModelPredictor.
+        data: a ``keras_dgdm.data.load(...)`` WSOLData.
+        image_size, batch_size: of the eval pipeline (resize, no crop; boxes int-truncated).
+        output_dir: where the files go (created).
+        split: recorded in metrics.json.
+        fixed_cam_threshold: the threshold for ``*_at_fixed`` metrics and the figure's boxes
+            (None: the best threshold of this split).
+
+    Returns:
+        the flat metrics dict.
+    """
+    from keras_dgdm.data import eval_pipeline
+
+    pipeline = eval_pipeline(data, image_size, batch_size)
+    metrics, examples = evaluate_model(
+        model, pipeline, cam_curve_interval=cam_curve_interval,
+        fixed_cam_threshold=fixed_cam_threshold, with_pxap=bool(data.has_masks),
+        num_figure_examples=num_figure_examples)
+    threshold = (float(fixed_cam_threshold) if fixed_cam_threshold is not None
+                 else float(metrics["best_cam_threshold"]))
+    write_metrics(os.path.join(output_dir, METRICS_NAME), metrics, split=split,
+                  figure_cam_threshold=threshold)
+    if len(examples["labels"]):
+        save_figure(os.path.join(output_dir, FIGURE_NAME), examples, threshold,
+                    class_names=class_names if class_names is not None
+                    else list(getattr(data, "class_names", []) or []) or None)
+    return metrics
+
+
+def format_metrics_table(metrics, title=None) -> str:
+    """The metrics as an aligned two-column text table (percentages, threshold as is)."""
+    lines = [title] if title else []
+    width = max(len(label) for _, label in TABLE_ROWS)
+    for key, label in TABLE_ROWS:
+        if key not in metrics or metrics[key] is None:
+            continue
+        value = float(metrics[key])
+        text = f"{value:.2f}" if key == "best_cam_threshold" else f"{value:6.2f} %"
+        lines.append(f"  {label:<{width}}  {text}")
+    return "\n".join(lines)
+
+
+__all__ = ["TABLE_ROWS", "SavedModelPredictor", "load_model", "cam_predictor",
+           "model_input_size", "evaluate_model", "save_figure", "write_metrics",
+           "evaluate_split", "format_metrics_table"]

@@ -1,0 +1,153 @@
+#!/usr/bin/env python
+"""Train, evaluate and export a WSOL model.
+
+    python training/fit.py                      # DGDM on the synthetic benchmark, ~5 min on CPU
+    python training/fit.py --dataset cub --data-dir ~/data --backbone vgg16 --method dgdm
+    python training/fit.py --dataset synthetic --method adl --drop-rate 0.5 --epochs 4
+
+Defaults come from keras_dgdm.training.RECIPES (per dataset); every flag overrides one field of
+keras_dgdm.training.TrainConfig. The method hyperparameter flags (--drop-rate ... --top-k) are
+derived from the method layers' signatures. Rerunning the same command resumes the run in
+OUTPUT_DIR/RUN_NAME from its last finished epoch.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_value(text):
+    """'none' -> None, '3' -> 3, '0.5' -> 0.5, 'true'/'false' -> bool, otherwise the string."""
+    low = text.strip().lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _key_value(text):
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), parse_value(value)
+
+
+def _csv(text):
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def build_parser():
+    """The fit.py argument parser (hyperparameter flags from the layer signatures)."""
+    from keras_dgdm.training import RECIPES, STRATEGIES, method_hyperparameters
+
+    p = argparse.ArgumentParser(
+        prog="fit.py", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", default="synthetic",
+                   help=f"dataset name; recipes exist for {', '.join(RECIPES)}")
+    d.add_argument("--data-dir", default=None, help="where the dataset lives")
+    d.add_argument("--data-option", type=_key_value, action="append", default=[],
+                   metavar="KEY=VALUE", help="extra keyword for keras_dgdm.data.load (repeatable)")
+    d.add_argument("--image-size", type=int, default=None, help="train/eval image size (recipe)")
+    m = p.add_argument_group("model")
+    m.add_argument("--backbone", default=None, help="vgg16, resnet50, inception_v3, small_vgg")
+    m.add_argument("--method", default=None, help="cam, adl, sagd, cagd, dgdm")
+    m.add_argument("--weights", default=None, help="imagenet, none or a weights file path")
+    m.add_argument("--insert-at", type=_csv, default=None,
+                   help="comma-separated layer names/globs after which the method layer goes")
+    m.add_argument("--bn-momentum", type=float, default=None,
+                   help="BatchNorm momentum (recipe: 0.9; see keras_dgdm.training)")
+    h = p.add_argument_group("method hyperparameters (layer defaults when not given)")
+    for name, default in method_hyperparameters().items():
+        h.add_argument("--" + name.replace("_", "-"), dest="hp_" + name, type=parse_value,
+                       default=argparse.SUPPRESS, help=f"layer default: {default}")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="batches per epoch (default: one pass over the train split)")
+    t.add_argument("--batch-size", type=int, default=None, help="global batch size")
+    t.add_argument("--lr", type=float, default=None, help="lr of pretrained layers")
+    t.add_argument("--lr-multiplier", type=float, default=None, help="lr factor of new layers")
+    t.add_argument("--lr-decay-epochs", type=int, default=None, help="step decay period")
+    t.add_argument("--lr-decay-rate", type=float, default=None, help="step decay factor")
+    t.add_argument("--momentum", type=float, default=None)
+    t.add_argument("--nesterov", action="store_true")
+    t.add_argument("--weight-decay", type=float, default=None, help="coupled L2 (PyTorch-style)")
+    t.add_argument("--seed", type=int, default=0)
+    r = p.add_argument_group("run")
+    r.add_argument("--output-dir", default="runs", help="runs go to OUTPUT_DIR/RUN_NAME")
+    r.add_argument("--run-name", default=None,
+                   help="default: DATASET-BACKBONE-METHOD-SIZEpx-seedSEED")
+    r.add_argument("--strategy", default="auto", choices=STRATEGIES)
+    r.add_argument("--devices", type=_csv, default=None,
+                   help="e.g. /gpu:0,/gpu:1 or /cpu:0,/cpu:1 (two replicas on one CPU)")
+    r.add_argument("--mixed-precision", nargs="?", const="auto", default=None,
+                   help="auto (bf16 on CPU/TPU, fp16 on GPU) or a keras policy name")
+    r.add_argument("--jit", action="store_true", help="compile with XLA")
+    r.add_argument("--no-eval", action="store_true", help="skip evaluation after training")
+    r.add_argument("--eval-batch-size", type=int, default=None)
+    r.add_argument("--cam-curve-interval", type=float, default=0.01)
+    r.add_argument("--no-export", action="store_true")
+    r.add_argument("--export-dir", default="saved_models")
+    r.add_argument("--export-version", type=int, default=1)
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args):
+    """TrainConfig from parsed flags (recipe fields left None are resolved later)."""
+    from keras_dgdm.training import TrainConfig
+
+    hparams = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_")}
+    return TrainConfig(
+        dataset=args.dataset, data_dir=args.data_dir, data_options=dict(args.data_option),
+        backbone=args.backbone, method=args.method, method_kwargs=hparams,
+        insert_at=args.insert_at, weights=args.weights, bn_momentum=args.bn_momentum,
+        image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, lr=args.lr, lr_multiplier=args.lr_multiplier,
+        lr_decay_epochs=args.lr_decay_epochs, lr_decay_rate=args.lr_decay_rate,
+        momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
+        seed=args.seed, output_dir=args.output_dir, run_name=args.run_name,
+        strategy=args.strategy, devices=args.devices, mixed_precision=args.mixed_precision,
+        jit=args.jit, evaluate=not args.no_eval, cam_curve_interval=args.cam_curve_interval,
+        eval_batch_size=args.eval_batch_size, export=not args.no_export,
+        export_dir=args.export_dir, export_version=args.export_version,
+    )
+
+
+def main(argv=None):
+    """Parses ``argv``, trains, prints the metrics table. Exits 2 with a message on bad input."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from keras_dgdm import evaluation, training
+
+    try:
+        # Logical CPU devices must exist before TensorFlow initialises its devices.
+        training.configure_cpu_devices(args.devices)
+        result = training.train(config_from_args(args), verbose=0 if args.quiet else 1)
+    except training.SetupError as e:
+        parser.exit(2, f"fit.py: error: {e}\n")
+    print(f"\nrun directory: {result['run_dir']} ({result['epochs_done']} epochs)")
+    if result.get("train_accuracy") is not None:
+        print(f"last epoch: train accuracy {100 * result['train_accuracy']:.2f} %, "
+              f"val accuracy {100 * (result.get('val_accuracy') or 0):.2f} %")
+    if result["metrics"] is not None:
+        print(evaluation.format_metrics_table(
+            result["metrics"], title=f"test metrics (CAM threshold {result['cam_threshold']:.2f}"
+                                     " chosen on val):"))
+        print(f"figure: {os.path.join(result['run_dir'], 'eval', 'test', evaluation.FIGURE_NAME)}")
+    if result["export_path"]:
+        print(f"exported: {result['export_path']}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
