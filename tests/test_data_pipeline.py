@@ -152,6 +152,9 @@ def test_synthetic_splits_are_distinct_and_sizes_documented():
     b = D.load("synthetic", "test", num_images=4, image_size=24)
     assert not np.array_equal(a.arrays.images, b.arrays.images)
     assert a.num_classes == 10 and a.has_masks and a.max_boxes == 1
+    sizes = dict(num_train=3, num_val=2, num_test=5, image_size=24)
+    assert [D.load("synthetic", s, **sizes).num_examples for s in ("train", "val", "test")] \
+        == [3, 2, 5]
 
 
 @pytest.mark.parametrize("kwargs, name", [

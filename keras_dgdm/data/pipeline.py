@@ -265,7 +265,7 @@ _SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}
 
 
 def load_synthetic(split, data_dir=None, num_images=None, image_size=64, num_classes=10, seed=0,
-                   **generator_options):
+                   num_train=4000, num_val=500, num_test=1000, **generator_options):
     """The synthetic WSOL benchmark (``keras_dgdm.data.synthetic``) as a ``WSOLData``.
 
     Split sizes default to 4000 / 500 / 1000 images (train / val / test): enough for a small CNN
@@ -277,7 +277,9 @@ def load_synthetic(split, data_dir=None, num_images=None, image_size=64, num_cla
     Args:
         split: "train", "val" or "test".
         data_dir: unused (the data is generated); a value is ignored with a warning.
-        num_images: images in this split (default: 4000 / 500 / 1000).
+        num_images: images in this split; overrides the per-split sizes below.
+        num_train, num_val, num_test: split sizes used when ``num_images`` is None (one set of
+            options can then serve all three splits).
         image_size: image side in pixels.
         num_classes: number of classes.
         seed: base seed of the images.
@@ -298,7 +300,7 @@ def load_synthetic(split, data_dir=None, num_images=None, image_size=64, num_cla
             "load('synthetic'): data_dir=%r is ignored (the data is generated).", data_dir
         )
     if num_images is None:
-        num_images = SYNTHETIC_SPLIT_SIZES[split]
+        num_images = {"train": num_train, "val": num_val, "test": num_test}[split]
     arrays = synthetic.generate(
         num_images, image_size=image_size, num_classes=num_classes,
         seed=[int(seed), _SPLIT_INDEX[split]], **generator_options,
