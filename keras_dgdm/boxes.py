@@ -91,13 +91,16 @@ def iou(boxes_a, boxes_b):
 def from_normalized_yxyx(bbox, height, width):
     """tfds boxes (ymin, xmin, ymax, xmax) in [0, 1] -> pixel (x0, y0, x1, y1) floats.
 
-    ``x = xmin * width`` etc., no rounding: the conversion happens once, at the data boundary,
-    and eval-time resizing truncates afterwards (``scale_boxes``).
+    ``x = xmin * width`` etc., rounded to 1e-3 pixel: tfds stores the normalised coordinates as
+    float32, so a box edge at pixel 250 comes back as 249.99998, and the eval-time int
+    truncation (``scale_boxes``) would then lose a pixel against the reference, which reads the
+    integer from the raw files. The conversion happens once, at the data boundary.
     """
     b = np.asarray(bbox, dtype=np.float64).reshape(-1, 4)
-    return np.stack(
+    out = np.stack(
         [b[:, 1] * width, b[:, 0] * height, b[:, 3] * width, b[:, 2] * height], axis=1
     )
+    return np.round(out, 3)
 
 
 def scale_boxes(boxes, original_size, new_size):

@@ -61,3 +61,14 @@ def test_validate_boxes_checks_image_bounds():
     with pytest.raises(ValueError, match="width 50"):
         boxes.validate_boxes([[0, 0, 60, 10]], width=50, height=50)
     assert boxes.validate_boxes([[0, 0, 50, 10]], width=50, height=50).shape == (1, 4)
+
+
+def test_from_normalized_yxyx_undoes_float32_storage_error():
+    # tfds stores 250 / 500 etc. as float32; the pixel edge must come back as exactly 250 so
+    # that eval-time truncation matches the reference (which reads the integer from disk).
+    stored = np.float32([27 / 375, 60 / 500, 331 / 375, 250 / 500]).astype(np.float64)
+    out = boxes.from_normalized_yxyx(stored, height=375, width=500)
+    np.testing.assert_array_equal(out, [[60, 27, 250, 331]])
+    np.testing.assert_array_equal(
+        boxes.scale_boxes(out, (375, 500), (224, 224)), [[26, 16, 112, 197]]
+    )
