@@ -2,18 +2,23 @@
 
     from keras_dgdm import DGDM, build_wsol_model
 
-The layers are imported eagerly; everything else is loaded on first use, so that
-``import keras_dgdm`` stays light and works on the JAX / PyTorch backends without TensorFlow
-(only the tf.data pipelines, tfds loaders and the SavedModel export need TensorFlow).
+Every public name is loaded on first use (PEP 562), so that ``import keras_dgdm`` is cheap,
+numpy-only modules (``keras_dgdm.localization``, ``keras_dgdm.metrics``,
+``keras_dgdm.data.synthetic``) never import Keras or TensorFlow, and the package works on the
+JAX / PyTorch backends without TensorFlow (only the tf.data pipelines, the tfds loaders and the
+SavedModel export need TensorFlow).
 """
 import importlib
 
-from keras_dgdm.layers import ADL, CAGD, DGDM, METHOD_LAYERS, SAGD
-
 __version__ = "0.1.0"
 
-# public name -> module that defines it (loaded lazily, PEP 562)
+# public name -> module that defines it
 _LAZY = {
+    "ADL": "keras_dgdm.layers",
+    "SAGD": "keras_dgdm.layers",
+    "CAGD": "keras_dgdm.layers",
+    "DGDM": "keras_dgdm.layers",
+    "METHOD_LAYERS": "keras_dgdm.layers",
     "insert_layers": "keras_dgdm.rewrite",
     "list_backbones": "keras_dgdm.backbones",
     "get_backbone": "keras_dgdm.backbones",
@@ -23,12 +28,18 @@ _LAZY = {
     "compute_cams": "keras_dgdm.cam",
     "build_cam_model": "keras_dgdm.cam",
     "box_from_cam": "keras_dgdm.localization",
+    "best_iou_curve": "keras_dgdm.localization",
+    "cam_thresholds": "keras_dgdm.localization",
     "box_accuracy_curve": "keras_dgdm.metrics",
+    "max_box_acc": "keras_dgdm.metrics",
+    "max_box_acc_v2": "keras_dgdm.metrics",
+    "pxap": "keras_dgdm.metrics",
     "WSOLEvaluator": "keras_dgdm.metrics",
+    "save_grid": "keras_dgdm.viz",
     "export_saved_model": "keras_dgdm.export",
 }
 
-__all__ = ["ADL", "CAGD", "DGDM", "SAGD", "METHOD_LAYERS", "data", *_LAZY]
+__all__ = ["data", *_LAZY]
 
 
 def __getattr__(name):
