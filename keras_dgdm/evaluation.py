@@ -46,18 +46,21 @@ METRICS_NAME = "metrics.json"
 
 
 class SavedModelPredictor:
-    """A SavedModel exported by ``keras_dgdm.export`` seen as ``(images, labels) -> (logits,
-    cams)``: the ``cam_for_class`` signature gives GT-class CAMs, ``serving_default`` the class
-    scores (probabilities order classes like logits, which is all Top-k needs).
+    """A SavedModel exported by ``keras_dgdm.export`` seen as ``(images, labels) -> (scores,
+    cams)``: the ``cam_for_class`` signature gives the GT-class CAMs, ``serving_default`` the
+    class probabilities (they order classes like the logits, which is all Top-k needs).
 
     Args:
-        path: the SavedModel directory (holding ``saved_model.pb``).
+        path: the version directory (holding ``saved_model.pb``).
     """
 
     def __init__(self, path):
         import tensorflow as tf
 
+        from keras_dgdm.export import load_metadata
+
         self.path = path
+        self.metadata = load_metadata(path)
         self._loaded = tf.saved_model.load(path)
         sigs = self._loaded.signatures
         missing = [s for s in ("serving_default", "cam_for_class") if s not in sigs]
@@ -66,27 +69,16 @@ class SavedModelPredictor:
                              f"(has {sorted(sigs)}); export it with keras_dgdm.export.")
         self._scores = sigs["serving_default"]
         self._cams = sigs["cam_for_class"]
-        self.input_size = tuple(self._cams.structured_input_signature[1]["images"].shape[1:3])
-
-    @staticmethod
-    def _pick(outputs, names, what):
-        for n in names:
-            if n in outputs:
-                return outputs[n].numpy()
-        raise ValueError(f"SavedModel output has no {what} (looked for {names}; "
-                         f"has {sorted(outputs)}).")
+        self.input_size = tuple(self.metadata["image_size"])
+        self.class_names = self.metadata.get("class_names")
 
     def __call__(self, images, labels):
         import tensorflow as tf
 
         images = tf.convert_to_tensor(images, tf.float32)
-        scores_out = self._scores(images=images)
-        scores = self._pick(scores_out, ("logits", "probabilities", "scores"), "class scores")
-        cam_sig_inputs = self._cams.structured_input_signature[1]
-        id_key = next(k for k in cam_sig_inputs if k != "images")
-        ids = tf.cast(tf.convert_to_tensor(labels), cam_sig_inputs[id_key].dtype)
-        cams = self._pick(self._cams(images=images, **{id_key: ids}), ("cams", "cam"), "CAMs")
-        return scores, cams
+        scores = self._scores(images=images)["probabilities"].numpy()
+        cams = self._cams(images=images, class_ids=tf.convert_to_tensor(labels, tf.int32))
+        return scores, cams["cams"].numpy()
 
 
 def _find_saved_model(path):
@@ -118,6 +110,7 @@ def load_model(path: str):
 
     import keras_dgdm.layers  # noqa: F401  (registers the custom layers for loading)
     import keras_dgdm.models  # noqa: F401
+    import keras_dgdm.training  # noqa: F401  (ScaledSGD, for models saved with their optimizer)
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file or directory; expected a run directory, "
@@ -130,12 +123,12 @@ def load_model(path: str):
         if not os.path.exists(keras_path):
             raise FileNotFoundError(f"Run directory {path} has no model.keras yet (training "
                                     "not finished?); evaluate checkpoints/last.keras instead.")
-        return keras.saving.load_model(keras_path), run_config
+        return keras.saving.load_model(keras_path, compile=False), run_config
     if os.path.isfile(path):
         if not path.endswith(".keras"):
             raise FileNotFoundError(f"{path}: expected a .keras file, a run directory or a "
                                     "SavedModel directory.")
-        return keras.saving.load_model(path), run_config
+        return keras.saving.load_model(path, compile=False), run_config
     saved = _find_saved_model(path)
     if saved is None:
         raise FileNotFoundError(
@@ -310,11 +303,22 @@ def evaluate_split(model, data, image_size, batch_size, output_dir, *, split="te
     return metrics
 
 
-def format_metrics_table(metrics, title=None) -> str:
-    """The metrics as an aligned two-column text table (percentages, threshold as is)."""
+def format_metrics_table(metrics, title=None, at_fixed=False) -> str:
+    """The metrics as an aligned two-column text table (percentages).
+
+    Args:
+        metrics: a ``WSOLEvaluator.result()`` dict.
+        title: optional first line.
+        at_fixed: show GT-known / Top-1 / Top-5 Loc at ``fixed_cam_threshold`` (e.g. the one
+            chosen on val: the honest test numbers) instead of at this split's best threshold.
+    """
     lines = [title] if title else []
-    width = max(len(label) for _, label in TABLE_ROWS)
+    width = max(len(label) for _, label in TABLE_ROWS) + 12
     for key, label in TABLE_ROWS:
+        if at_fixed and key in ("gt_known_loc", "top1_loc", "top5_loc") \
+                and metrics.get(key + "_at_fixed") is not None:
+            key = key + "_at_fixed"
+            label = f"{label} @ {float(metrics['fixed_cam_threshold']):.2f}"
         if key not in metrics or metrics[key] is None:
             continue
         value = float(metrics[key])

@@ -62,9 +62,9 @@ def test_train_evaluate_export_end_to_end(tmp_path):
     assert again["metrics"]["top1_loc"] == pytest.approx(payload["metrics"]["top1_loc"])
     assert (tmp_path / "ev" / "heatmaps.png").exists()
 
-    # ... and on the exported model (a SavedModel, or the .keras fallback).
-    target = export / "model.keras" if (export / "model.keras").exists() else export.parent
-    out = _run("evaluate.py", str(target), "--dataset", "synthetic", "--data-option",
+    # ... and on the exported SavedModel (TF Serving base directory: the latest version).
+    assert (export / "saved_model.pb").exists()
+    out = _run("evaluate.py", str(export.parent), "--dataset", "synthetic", "--data-option",
                "num_images=24", "--data-option", "image_size=32", "--split", "val",
                "--output-dir", "ev_export", cwd=tmp_path)
     exported = _check_metrics(tmp_path / "ev_export" / "metrics.json", num_images=24)

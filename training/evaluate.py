@@ -78,7 +78,8 @@ def main(argv=None):
             num_figure_examples=args.num_figure_examples)
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:
         parser.exit(2, f"evaluate.py: error: {e}\n")
-    print(evaluation.format_metrics_table(metrics, title=f"{dataset} {args.split}:"))
+    print(evaluation.format_metrics_table(metrics, title=f"{dataset} {args.split}:",
+                                          at_fixed=threshold is not None))
     print(f"metrics: {os.path.join(out, evaluation.METRICS_NAME)}")
     print(f"figure: {os.path.join(out, evaluation.FIGURE_NAME)}")
     return metrics

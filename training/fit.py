@@ -142,7 +142,7 @@ def main(argv=None):
     if result["metrics"] is not None:
         print(evaluation.format_metrics_table(
             result["metrics"], title=f"test metrics (CAM threshold {result['cam_threshold']:.2f}"
-                                     " chosen on val):"))
+                                     " chosen on val):", at_fixed=True))
         print(f"figure: {os.path.join(result['run_dir'], 'eval', 'test', evaluation.FIGURE_NAME)}")
     if result["export_path"]:
         print(f"exported: {result['export_path']}")
