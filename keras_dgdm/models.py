@@ -196,6 +196,13 @@ def build_wsol_model(
     x = keras.layers.GlobalAveragePooling2D(name=GAP_LAYER, dtype="float32")(x)
     logits = keras.layers.Dense(num_classes, name=CLASSIFIER_LAYER, dtype="float32")(x)
     model = keras.Model(images, logits, name=name or f"{spec.name}_{method}")
+    # The backbone's layers were also called in the intermediate models the rewriting went
+    # through (keras.applications' own, the re-configured one), so `layer.output` would point
+    # into those graphs. A copy made from the config owns single-use layers, so
+    # `model.get_layer(name).output` works for feature extractors; weights are copied over.
+    fresh = keras.Model.from_config(model.get_config())
+    fresh.set_weights(model.get_weights())
+    model = fresh
     if bn_momentum is not None:
         for layer in model.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
