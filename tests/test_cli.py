@@ -36,7 +36,19 @@ def _check_metrics(path, num_images):
     return payload
 
 
-def test_train_evaluate_export_end_to_end(tmp_path):
+def _evaluate_main(argv, capsys):
+    """evaluate.py's main in this process (saves a TensorFlow start-up per call)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_cli_evaluate", os.path.join(REPO, "training", "evaluate.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(argv)
+    return capsys.readouterr().out
+
+
+def test_train_evaluate_export_end_to_end(tmp_path, monkeypatch, capsys):
     out = _run("fit.py", *TINY, "--output-dir", "runs", "--export-dir", "exports",
                cwd=tmp_path)
     run = tmp_path / "runs" / "synthetic-small_vgg-dgdm-32px-seed0"
@@ -56,7 +68,8 @@ def test_train_evaluate_export_end_to_end(tmp_path):
     assert export.is_dir() and any(export.iterdir())
 
     # evaluate.py on the run directory: every metric, at the run's val threshold.
-    out = _run("evaluate.py", str(run), "--split", "test", "--output-dir", "ev", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    out = _evaluate_main([str(run), "--split", "test", "--output-dir", "ev"], capsys)
     assert "Top-1 Loc" in out
     again = _check_metrics(tmp_path / "ev" / "metrics.json", num_images=24)
     assert again["metrics"]["top1_loc"] == pytest.approx(payload["metrics"]["top1_loc"])
@@ -64,9 +77,9 @@ def test_train_evaluate_export_end_to_end(tmp_path):
 
     # ... and on the exported SavedModel (TF Serving base directory: the latest version).
     assert (export / "saved_model.pb").exists()
-    out = _run("evaluate.py", str(export.parent), "--dataset", "synthetic", "--data-option",
-               "num_images=24", "--data-option", "image_size=32", "--split", "val",
-               "--output-dir", "ev_export", cwd=tmp_path)
+    _evaluate_main([str(export.parent), "--dataset", "synthetic", "--data-option",
+                    "num_images=24", "--data-option", "image_size=32", "--split", "val",
+                    "--output-dir", "ev_export"], capsys)
     exported = _check_metrics(tmp_path / "ev_export" / "metrics.json", num_images=24)
     assert exported["metrics"]["top1_clas"] == pytest.approx(val["top1_clas"])
     assert exported["metrics"]["max_box_acc_v2"] == pytest.approx(val["max_box_acc_v2"], abs=0.5)
