@@ -244,3 +244,64 @@ def boxes_from_cams(cams, threshold):
     )
     found = ops.any(binary, axis=(1, 2))
     return ops.where(ops.expand_dims(found, 1), boxes, ops.zeros_like(boxes))
+
+
+def compare_with_reference(cams, cam_thresholds):
+    """Counts (CAM, threshold) pairs where ``boxes_from_cams`` differs from ``box_from_cam``.
+
+    Args:
+        cams: (N, H, W) float32 numpy CAMs in [0, 1].
+        cam_thresholds: iterable of thresholds in [0, 1].
+
+    Returns:
+        ``(disagreements, pairs)``, two ints.
+
+    Example:
+        >>> compare_with_reference(cams, keras_dgdm.localization.cam_thresholds(0.01))
+        (0, 6400)
+    """
+    from keras_dgdm.localization import box_from_cam
+
+    cams = np.asarray(cams, dtype=np.float32)
+    wrong = total = 0
+    for threshold in cam_thresholds:
+        got = np.asarray(boxes_from_cams(cams, float(threshold)))
+        want = np.stack([box_from_cam(cam, float(threshold)) for cam in cams])
+        wrong += int((got != want).any(axis=1).sum())
+        total += len(cams)
+    return wrong, total
+
+
+def _main():
+    """``python -m keras_dgdm.graph_boxes``: the agreement measurement of docs/serving.md."""
+    import scipy.ndimage as ndi
+
+    from keras_dgdm.data.synthetic import generate
+    from keras_dgdm.localization import cam_thresholds
+
+    def normalise(maps):
+        low = maps.min(axis=(1, 2), keepdims=True)
+        high = maps.max(axis=(1, 2), keepdims=True)
+        return ((maps - low) / np.maximum(high - low, 1e-12)).astype(np.float32)
+
+    rng = np.random.default_rng(0)
+    data = generate(64, image_size=224, num_classes=10, seed=1)
+    # CAM-like maps of the synthetic test images: the object mask, blurred, with blobs of
+    # background activation (clutter) and noise.
+    masks = data.masks.astype(np.float64)
+    clutter = np.stack([ndi.gaussian_filter(rng.random((224, 224)), 12) for _ in masks])
+    synthetic = np.stack([ndi.gaussian_filter(m, 8) for m in masks]) + 0.6 * normalise(clutter)
+    synthetic = normalise(synthetic + 0.05 * rng.random(synthetic.shape))
+    cases = {"synthetic test split, mask-derived CAMs (64 x 224 x 224)": synthetic}
+    for sigma in (0.0, 2.0, 8.0):
+        noise = rng.random((32, 224, 224))
+        maps = np.stack([ndi.gaussian_filter(x, sigma) for x in noise]) if sigma else noise
+        cases[f"random maps, gaussian sigma {sigma:g} (32 x 224 x 224)"] = normalise(maps)
+    thresholds = cam_thresholds(0.01)
+    for name, cams in cases.items():
+        wrong, total = compare_with_reference(cams, thresholds)
+        print(f"{name}: {wrong} of {total} boxes differ from box_from_cam (thresholds 0:1:0.01)")
+
+
+if __name__ == "__main__":
+    _main()

@@ -259,3 +259,34 @@ def test_bad_arguments(exported, tmp_path):
         export_saved_model(model, os.path.dirname(exported["path"]), version=3)
     with pytest.raises(FileNotFoundError, match="version directory written by"):
         load_metadata(tmp_path)
+
+
+def _client():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "training", "serving_client.py")
+    spec = importlib.util.spec_from_file_location("serving_client", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_serving_client_payload_and_drawing(exported, tmp_path):
+    client = _client()
+    payload = client.rest_payload(b"\x89PNG", class_id=2)
+    assert payload["signature_name"] == "cam_for_class_bytes"
+    assert payload["instances"] == [{"image_bytes": {"b64": "iVBORw=="}, "class_ids": 2}]
+    assert client.rest_payload(b"\xff\xd8\xff")["instances"] == [{"b64": "/9j/"}]
+    # A row as TF Serving's REST row format returns it: output name -> this image's value.
+    out = exported["out"]
+    row = {k.split("/")[1]: v[0] for k, v in out.items() if k.startswith("cam_bytes/")}
+    row = {k: v.decode() if isinstance(v, bytes) else v.tolist() for k, v in row.items()}
+    image_path = tmp_path / "sent.png"
+    image_path.write_bytes(exported["pngs"][0])
+    client.draw(str(image_path), row, str(tmp_path / "box.png"), with_cam=True)
+    from PIL import Image
+
+    drawn = np.asarray(Image.open(tmp_path / "box.png"))
+    assert drawn.shape == (40, 50, 3)
+    x0, y0, x1, y1 = row["boxes_in_image"]
+    assert drawn[y1, (x0 + x1) // 2].tolist() == [0, 255, 0]  # the bottom edge of the box
