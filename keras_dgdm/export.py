@@ -134,6 +134,7 @@ def export_saved_model(
         ValueError: a model without the CAM layers or static input size, a bad threshold,
             class_names of the wrong length, a bad top_k / image_size / path / version.
         FileExistsError: the version directory exists and ``overwrite`` is False.
+        RuntimeError: the Keras backend is not TensorFlow.
 
     Example:
         >>> model = build_wsol_model("small_vgg", 3, weights=None, input_shape=(64, 64, 3))
@@ -141,11 +142,18 @@ def export_saved_model(
         'saved_models/toy/1'
         >>> # python: tf.saved_model.load('saved_models/toy/1').signatures['cam'](images=x)
     """
+    import keras
     import tensorflow as tf
 
     from keras_dgdm.cam import build_cam_model
     from keras_dgdm.models import cam_layers
 
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            "export_saved_model needs the TensorFlow backend (KERAS_BACKEND=tensorflow); the "
+            f"current backend is {keras.backend.backend()!r}. Save the weights, then export "
+            "them from a TensorFlow-backend process."
+        )
     threshold = _check_threshold(cam_threshold)
     _, classifier = cam_layers(model)  # raises a clear error for a non-WSOL model
     num_classes = int(classifier.units)
