@@ -98,15 +98,15 @@ def select_layers(model, selector, argument="after"):
 
 
 def _check_functional(model, argument="model"):
-    if not isinstance(model, keras.Model) or not hasattr(model, "_run_through_graph"):
-        raise TypeError(
-            f"`{argument}` must be a functional keras.Model (built with keras.Input, like the "
-            f"keras.applications models); got {type(model).__name__}."
-        )
     if isinstance(model, keras.Sequential):
         raise TypeError(
             f"`{argument}` is a keras.Sequential model; rebuild it as a functional model "
             "(keras.Model(inputs, outputs)) to rewrite it."
+        )
+    if not isinstance(model, keras.Model) or not hasattr(model, "_run_through_graph"):
+        raise TypeError(
+            f"`{argument}` must be a functional keras.Model (built with keras.Input, like the "
+            f"keras.applications models); got {type(model).__name__}."
         )
 
 
@@ -316,7 +316,9 @@ def reconfigure_layers(model, select, name=None, **config_overrides):
         (None, 4, 4, 2048)
     """
     if not config_overrides:
-        raise ValueError("reconfigure_layers needs at least one config override, e.g. strides=(1, 1).")
+        raise ValueError(
+            "reconfigure_layers needs at least one config override, e.g. strides=(1, 1)."
+        )
     return rewrite_model(
         model, reconfigure=select, config_overrides=config_overrides, name=name
     )
