@@ -186,8 +186,8 @@ def main(argv=None):
                 )
                 mfu = train_flops * med / (args.peak_tflops * 1e12)
                 print(
-                    f"throughput {label.replace(' xla=on', '')} {method}: {med:.0f} img/s "
-                    f"(median of {args.reps} reps x {args.steps} steps; IQR {q1:.0f}-{q3:.0f}); "
+                    f"throughput {label.replace(' xla=on', '')} {method}: {med:.1f} img/s "
+                    f"(median of {args.reps} reps x {args.steps} steps; IQR {q1:.1f}-{q3:.1f}); "
                     f"{train_flops / 1e9:.1f} GFLOP/img train; MFU {100 * mfu:.1f}% of "
                     f"{args.peak_tflops:g} TFLOP/s",
                     flush=True,
