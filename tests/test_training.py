@@ -114,6 +114,9 @@ def test_recipes_resolve_and_round_trip(tmp_path):
     assert cfg.backbone == RECIPES["synthetic"]["backbone"] == "small_vgg"
     assert (cfg.image_size, cfg.lr, cfg.momentum) == (64, 0.05, 0.9)
     assert cfg.run_name == "synthetic-small_vgg-dgdm-64px-seed0"
+    assert cfg.insert_at == ["block4_conv2_relu"]  # the recipe's, for its own backbone only
+    assert TrainConfig(backbone="vgg16", weights="none").resolved().insert_at is None
+    assert TrainConfig(method="cam").resolved().insert_at is None
     for name, recipe in RECIPES.items():
         assert recipe["momentum"] == 0.9 and 32 <= recipe["batch_size"] <= 64
         assert recipe["lr_multiplier"] == 10.0, name
