@@ -211,16 +211,21 @@ def interleaved_times(trainers, reps, steps):
         steps: training steps per timed repetition.
 
     Returns:
-        dict name -> list of ``reps`` seconds-per-step values, in repetition order.
+        ``(wall, process)``: two dicts name -> list of ``reps`` seconds-per-step values, in
+        repetition order; ``wall`` from ``time.perf_counter``, ``process`` from
+        ``time.process_time`` (CPU seconds of all this process's threads: on an oversubscribed
+        shared CPU it counts only the work done, not the time spent waiting for a core).
     """
     names = list(trainers)
-    times = {name: [] for name in names}
+    wall = {name: [] for name in names}
+    process = {name: [] for name in names}
     for r in range(reps):
         for name in names if r % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             trainers[name].run(steps)
-            times[name].append((time.perf_counter() - start) / steps)
-    return times
+            wall[name].append((time.perf_counter() - start) / steps)
+            process[name].append((time.process_time() - start_cpu) / steps)
+    return wall, process
 
 
 def compare(backbone, size, batch, precision="fp32", methods=("cam", "dgdm"), num_classes=200,
@@ -235,8 +240,9 @@ def compare(backbone, size, batch, precision="fp32", methods=("cam", "dgdm"), nu
         xla: TensorFlow only, ``jit_compile``.
 
     Returns:
-        dict with ``times`` (name -> list of seconds per step), ``ratios`` (name -> per-pair
-        ratios against ``methods[0]``), ``models`` (name -> keras.Model), ``compile_s``
+        dict with ``times`` (name -> list of wall seconds per step), ``ratios`` (name ->
+        per-pair wall-time ratios against ``methods[0]``), ``cpu_times`` / ``cpu_ratios`` (the
+        same in process CPU time), ``models`` (name -> keras.Model), ``compile_s``
         (name -> seconds of the first warm-up call) and ``loss`` (name -> last loss).
     """
     rng = np.random.default_rng(seed)
@@ -251,17 +257,18 @@ def compare(backbone, size, batch, precision="fp32", methods=("cam", "dgdm"), nu
         compile_s[method] = time.perf_counter() - start
         if warmup > 1:
             loss[method] = trainers[method].run(warmup - 1)
-    times = interleaved_times(trainers, reps, steps)
+    times, cpu_times = interleaved_times(trainers, reps, steps)
     for method in methods:
         loss[method] = trainers[method].run(1)
         if not np.isfinite(loss[method]):
             raise RuntimeError(f"{method}: the training loss became {loss[method]}.")
     base = methods[0]
-    ratios = {
-        m: [t / b for t, b in zip(times[m], times[base])] for m in methods[1:]
+    ratios = {m: [t / b for t, b in zip(times[m], times[base])] for m in methods[1:]}
+    cpu_ratios = {
+        m: [t / b for t, b in zip(cpu_times[m], cpu_times[base])] for m in methods[1:]
     }
-    return {"times": times, "ratios": ratios, "models": models, "compile_s": compile_s,
-            "loss": loss}
+    return {"times": times, "ratios": ratios, "cpu_times": cpu_times, "cpu_ratios": cpu_ratios,
+            "models": models, "compile_s": compile_s, "loss": loss}
 
 
 def describe(backbone, size, batch, precision, xla):
@@ -272,27 +279,51 @@ def describe(backbone, size, batch, precision, xla):
     return f"{backbone} {size}x{size} b{batch} {backend} {precision} xla={xla_on}"
 
 
-def report(result, label, reps):
-    """Prints the ratio line(s) and the step-time line of a ``compare`` result."""
-    methods = list(result["times"])
-    base = methods[0]
-    for method, ratios in result["ratios"].items():
-        q1, med, q3 = quartiles(ratios)
-        print(
-            f"overhead {label}: {method}/{base} step time = {med:.3f} (median of {reps} paired "
-            f"reps; IQR {q1:.3f}-{q3:.3f}; range {min(ratios):.3f}-{max(ratios):.3f})",
-            flush=True,
-        )
-    parts = []
-    for method in methods:
-        q1, med, q3 = quartiles(result["times"][method])
-        parts.append(f"{method} {med * 1e3:.1f} ms (IQR {q1 * 1e3:.1f}-{q3 * 1e3:.1f})")
-    print(f"step time {label}: " + " | ".join(parts), flush=True)
+def report(result, label, reps, cpu_time=False):
+    """Prints the ratio line(s) and the step-time line of a ``compare`` result.
+
+    With ``cpu_time``, also the same figures in process CPU time (the steadier clock on a
+    shared, oversubscribed CPU; meaningless for GPU runs).
+    """
+    clocks = [("", result["ratios"], result["times"])]
+    if cpu_time:
+        clocks.append((" [process CPU time]", result["cpu_ratios"], result["cpu_times"]))
+    for suffix, all_ratios, all_times in clocks:
+        methods = list(all_times)
+        base = methods[0]
+        for method, ratios in all_ratios.items():
+            q1, med, q3 = quartiles(ratios)
+            print(
+                f"overhead {label}{suffix}: {method}/{base} step time = {med:.3f} (median of "
+                f"{reps} paired reps; IQR {q1:.3f}-{q3:.3f}; range {min(ratios):.3f}-"
+                f"{max(ratios):.3f})",
+                flush=True,
+            )
+        parts = []
+        for method in methods:
+            q1, med, q3 = quartiles(all_times[method])
+            parts.append(f"{method} {med * 1e3:.1f} ms (IQR {q1 * 1e3:.1f}-{q3 * 1e3:.1f})")
+        print(f"step time {label}{suffix}: " + " | ".join(parts), flush=True)
     print(
         f"compile {label}: "
         + " | ".join(f"{m} {s:.1f} s" for m, s in result["compile_s"].items()),
         flush=True,
     )
+
+
+def on_accelerator():
+    """Whether the Keras backend computes on a GPU / TPU."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.devices()[0].platform != "cpu"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    return False
 
 
 def machine_note():
@@ -325,6 +356,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per model")
     parser.add_argument("--xla", choices=("on", "off"), default="on",
                         help="TensorFlow backend: tf.function(jit_compile=...)")
+    parser.add_argument("--cpu-time", choices=("auto", "on", "off"), default="auto",
+                        help="also report process CPU time (auto: when running on the CPU)")
     parser.add_argument("--forbid-tensorflow", action="store_true",
                         help="fail if anything imports TensorFlow (JAX path check)")
     parser.add_argument("--smoke", action="store_true",
@@ -342,7 +375,9 @@ def main(argv=None):
         args.backbone, args.size, args.batch, args.precision, ("cam", args.method),
         args.num_classes, args.reps, args.steps, args.warmup, xla,
     )
-    report(result, describe(args.backbone, args.size, args.batch, args.precision, xla), args.reps)
+    label = describe(args.backbone, args.size, args.batch, args.precision, xla)
+    cpu_time = args.cpu_time == "on" or (args.cpu_time == "auto" and not on_accelerator())
+    report(result, label, args.reps, cpu_time=cpu_time)
     if args.forbid_tensorflow:
         assert not any(m == "tensorflow" for m in sys.modules), "TensorFlow was imported"
 
