@@ -163,6 +163,9 @@ def settings_for(scale, **overrides):
     for key in ("backbone", "batch_size", "lr", "lr_multiplier", "lr_decay_rate", "momentum",
                 "weight_decay", "bn_momentum"):
         settings[key] = recipe[key]
+    # Where the method layers go: a list of layer names, or "backbone" for the backbone's
+    # default positions (the paper's: after every pool and the last conv for small_vgg).
+    settings["insert_at"] = list(recipe.get("insert_at") or []) or "backbone"
     settings.update(SCALES[scale])
     for key, value in overrides.items():
         if value is None:
@@ -341,9 +344,17 @@ def run_one(config_name, seed, settings, data=None, verbose=0):
     cfg = CONFIGS[config_name]
     data = data if data is not None else make_data(settings)
     train = data["train"]
+    insert_at = settings["insert_at"]
+    if cfg.method == "cam":
+        insert_at = None
+    elif insert_at == "backbone":
+        from keras_dgdm.backbones import get_backbone
+
+        insert_at = list(get_backbone(settings["backbone"]).positions(cfg.method))
     tc = TrainConfig(
         dataset="synthetic", backbone=settings["backbone"], method=cfg.method,
         method_kwargs=cfg.kwargs, weights="none", bn_momentum=settings["bn_momentum"],
+        insert_at=insert_at,
         image_size=settings["image_size"], batch_size=settings["batch_size"],
         epochs=settings["epochs"], lr=settings["lr"], lr_multiplier=settings["lr_multiplier"],
         lr_decay_epochs=settings["lr_decay_epochs"], lr_decay_rate=settings["lr_decay_rate"],
@@ -538,7 +549,8 @@ def format_table(rows, settings=None):
             f"{settings['num_test']} test, {settings['epochs']} epochs, batch "
             f"{settings['batch_size']}, lr {settings['lr']} (x{settings['lr_multiplier']} new "
             f"layers), decay x{settings['lr_decay_rate']} after epoch "
-            f"{settings['lr_decay_epochs']}, bn_momentum {settings['bn_momentum']}. Test split, "
+            f"{settings['lr_decay_epochs']}, bn_momentum {settings['bn_momentum']}, method "
+            f"layers after {settings.get('insert_at')}. Test split, "
             "CAM threshold chosen on val; mean ± sample std over seeds.")
         lines.append("")
     head = ["Method", "Setting", "Seeds"] + [t for _, t in METRICS] + [
@@ -647,6 +659,10 @@ def build_parser():
                 "batch_size", "eval_batch_size"):
         p.add_argument("--" + key.replace("_", "-"), type=int, default=None,
                        help=f"override the scale's {key}")
+    p.add_argument("--insert-at", default=None,
+                   help="comma-separated layer names after which the method layers go, or "
+                        "'backbone' for the backbone's default positions (default: the "
+                        "synthetic recipe's)")
     p.add_argument("--table-only", action="store_true",
                    help="only rewrite the table and figure from the finished runs")
     return p
@@ -663,6 +679,9 @@ def main(argv=None):
     overrides = {k: getattr(args, k) for k in (
         "image_size", "num_train", "num_val", "num_test", "epochs", "lr_decay_epochs",
         "batch_size", "eval_batch_size")}
+    if args.insert_at:
+        overrides["insert_at"] = ("backbone" if args.insert_at.strip() == "backbone"
+                                  else [t.strip() for t in args.insert_at.split(",") if t.strip()])
     try:
         settings = settings_for(args.scale, **overrides)
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
