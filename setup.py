@@ -21,6 +21,7 @@ setup(
         "matplotlib>=3.7",  # figures (keras_dgdm/viz.py)
         "pillow>=10",  # image decoding checks in the raw-folder loaders
         "tensorflow-datasets>=4.9",  # CUB-200-2011 and Stanford Cars through tfds
+        "tensorboard>=2.16",  # the run directory's logs/ (TensorFlow 2.21 no longer pulls it in)
     ],
     extras_require={
         # opencv: the reference evaluator (cv2 contours) that tests and benchmarks compare against.

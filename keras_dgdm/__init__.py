@@ -2,28 +2,30 @@
 
     from keras_dgdm import DGDM, build_wsol_model
 
-Every public name is loaded on first use (PEP 562), so that ``import keras_dgdm`` is cheap,
-numpy-only modules (``keras_dgdm.localization``, ``keras_dgdm.metrics``,
-``keras_dgdm.data.synthetic``) never import Keras or TensorFlow, and the package works on the
-JAX / PyTorch backends without TensorFlow (only the tf.data pipelines, the tfds loaders and the
-SavedModel export need TensorFlow).
+``import keras_dgdm`` registers every serializable class of the package with Keras (the method
+layers, the preprocessing layer, the CAM layer and the ``ScaledSGD`` optimizer), so a saved
+``.keras`` model loads after it. Everything else is loaded on first use (PEP 562). Nothing here
+imports TensorFlow by itself: with ``KERAS_BACKEND=jax`` or ``torch`` the package works without
+TensorFlow (only the tf.data pipelines, the tfds loaders and the SavedModel export need it), and
+the numpy-only modules (``keras_dgdm.localization``, ``keras_dgdm.metrics``,
+``keras_dgdm.data.synthetic``) never need a deep-learning backend at all.
 """
 import importlib
+
+# Registered serializable classes (keras.saving.register_keras_serializable), imported eagerly.
+from keras_dgdm.layers import ADL, CAGD, DGDM, METHOD_LAYERS, SAGD  # noqa: F401
+from keras_dgdm.layers.preprocessing import BackbonePreprocessing  # noqa: F401
+from keras_dgdm.cam import ClassActivationMaps  # noqa: F401
+from keras_dgdm.training import ScaledSGD  # noqa: F401
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "ADL": "keras_dgdm.layers",
-    "SAGD": "keras_dgdm.layers",
-    "CAGD": "keras_dgdm.layers",
-    "DGDM": "keras_dgdm.layers",
-    "METHOD_LAYERS": "keras_dgdm.layers",
     "insert_layers": "keras_dgdm.rewrite",
     "reconfigure_layers": "keras_dgdm.rewrite",
     "select_layers": "keras_dgdm.rewrite",
     "Backbone": "keras_dgdm.backbones",
-    "BackbonePreprocessing": "keras_dgdm.layers.preprocessing",
     "list_backbones": "keras_dgdm.backbones",
     "get_backbone": "keras_dgdm.backbones",
     "register_backbone": "keras_dgdm.backbones",
@@ -45,10 +47,17 @@ _LAZY = {
     "pxap": "keras_dgdm.metrics",
     "WSOLEvaluator": "keras_dgdm.metrics",
     "save_grid": "keras_dgdm.viz",
+    "RECIPES": "keras_dgdm.training",
+    "TrainConfig": "keras_dgdm.training",
+    "train": "keras_dgdm.training",
+    "evaluate_model": "keras_dgdm.evaluation",
     "export_saved_model": "keras_dgdm.export",
 }
 
-__all__ = ["data", *_LAZY]
+__all__ = [
+    "ADL", "CAGD", "DGDM", "SAGD", "METHOD_LAYERS", "BackbonePreprocessing",
+    "ClassActivationMaps", "ScaledSGD", "data", *_LAZY,
+]
 
 
 def __getattr__(name):
