@@ -47,19 +47,23 @@ def interleaved_calls(functions, reps, calls):
         reps: repetitions; calls: calls per repetition.
 
     Returns:
-        dict name -> list of ``reps`` seconds-per-call values.
+        ``(wall, process)``: dicts name -> list of ``reps`` seconds-per-call values, from
+        ``time.perf_counter`` and from ``time.process_time`` (CPU seconds of all threads; the
+        steadier clock on a shared, oversubscribed CPU).
     """
     names = list(functions)
-    times = {name: [] for name in names}
+    wall = {name: [] for name in names}
+    process = {name: [] for name in names}
     for r in range(reps):
         for name in names if r % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(calls):
                 out = functions[name]()
                 for value in out.values():
                     value.numpy()
-            times[name].append((time.perf_counter() - start) / calls)
-    return times
+            wall[name].append((time.perf_counter() - start) / calls)
+            process[name].append((time.process_time() - start_cpu) / calls)
+    return wall, process
 
 
 def bench_config(backbone, size, batches, reps, calls, warmup, profile, cam_threshold=0.2):
@@ -90,18 +94,20 @@ def bench_config(backbone, size, batches, reps, calls, warmup, profile, cam_thre
             for fn in functions.values():
                 for _ in range(warmup):
                     fn()
-            times = interleaved_calls(functions, reps, calls)
-            label = f"{backbone} {size}x{size} b{batch}"
-            ratios = [c / s for c, s in zip(times["cam"], times["serving_default"])]
-            q1, med, q3 = quartiles(ratios)
-            print(f"serving {label}: cam/serving_default = {med:.3f} (median of {reps} paired "
-                  f"reps x {calls} calls; IQR {q1:.3f}-{q3:.3f}; range {min(ratios):.3f}-"
-                  f"{max(ratios):.3f})", flush=True)
-            parts = []
-            for name, values in times.items():
-                q1, med, q3 = quartiles(values)
-                parts.append(f"{name} {med * 1e3:.2f} ms (IQR {q1 * 1e3:.2f}-{q3 * 1e3:.2f})")
-            print(f"latency {label}: " + " | ".join(parts), flush=True)
+            wall, process = interleaved_calls(functions, reps, calls)
+            for suffix, times in (("", wall), (" [process CPU time]", process)):
+                label = f"{backbone} {size}x{size} b{batch}{suffix}"
+                ratios = [c / s for c, s in zip(times["cam"], times["serving_default"])]
+                q1, med, q3 = quartiles(ratios)
+                print(f"serving {label}: cam/serving_default = {med:.3f} (median of {reps} "
+                      f"paired reps x {calls} calls; IQR {q1:.3f}-{q3:.3f}; range "
+                      f"{min(ratios):.3f}-{max(ratios):.3f})", flush=True)
+                parts = []
+                for name, values in times.items():
+                    q1, med, q3 = quartiles(values)
+                    parts.append(f"{name} {med * 1e3:.2f} ms (IQR {q1 * 1e3:.2f}-"
+                                 f"{q3 * 1e3:.2f})")
+                print(f"latency {label}: " + " | ".join(parts), flush=True)
 
 
 def _profile_functions(model, images, cam_threshold):
