@@ -1,4 +1,5 @@
 """keras_dgdm.data.synthetic: determinism, ground truth consistency, class evidence, arguments."""
+import os
 import subprocess
 import sys
 
@@ -116,7 +117,13 @@ def test_invalid_arguments_name_the_argument(kwargs, name):
 
 
 def test_generator_does_not_import_tensorflow():
+    # The GPU machine has JAX but no TensorFlow. `import keras_dgdm` imports Keras (to register
+    # the layers), and Keras imports the backend it is told to: a non-TensorFlow backend
+    # (numpy stands in for JAX here) must leave TensorFlow out.
     code = ("import sys, keras_dgdm.data.synthetic as s; s.generate(2, 32); "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
-    env_code = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    env = dict(os.environ, KERAS_BACKEND="numpy")
+    env_code = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+    )
     assert env_code.returncode == 0, env_code.stderr
