@@ -101,7 +101,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     ),
 }
 
-METHODS = ("cam", "adl", "sagd", "cagd", "dgdm")
+from keras_dgdm.models import METHODS  # noqa: E402  (one list of methods, defined by the builder)
 STRATEGIES = ("auto", "none", "mirrored", "multiworker", "data_parallel")
 
 # Layer-constructor arguments that are not hyperparameters of the method.
