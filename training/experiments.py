@@ -611,8 +611,8 @@ def plot(path, rows, title=None):
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("% (test split)")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=8, ncol=4, loc="upper left")
+    ax.set_ylim(0, 112)
+    ax.legend(fontsize=8, ncol=4, loc="upper right")
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
