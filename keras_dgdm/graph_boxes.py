@@ -9,13 +9,15 @@ this module computes the same box with tensor ops, batched, in four steps:
 2. threshold like the reference: ``binary = q > floor(threshold * max(q))`` with the product taken
    in float64, as Python's ``int(threshold * q.max())`` does (in float32, ``0.7 * 10`` would give
    6 instead of 7);
-3. holes filled (background pixels, 4-connected, that cannot reach the image border), then
-   8-connected component labelling (the connectivity of ``cv2.findContours`` on the foreground):
-   every foreground pixel starts with its own index + 1 as label; each step of a ``while_loop``
-   takes the max over the 3x3 neighbourhood (masked by the foreground), lets all pixels sharing a
-   label adopt the largest label any of them sees (hooking, a segment max) and jumps pointers
-   once (``label = max(label, label[label - 1])``), until nothing changes (at most 9 steps on
-   224 x 224 CAMs); every pixel of a component ends with the largest index in it;
+3. 8-connected component labelling of the foreground (the connectivity of ``cv2.findContours``)
+   and 4-connected labelling of the background in the same ``while_loop``: every pixel starts
+   with its batch-wide index + 1 as label; each step takes the max over the 3x3 neighbourhood
+   (the cross for the background) within the pixel's class, lets all pixels sharing a label
+   adopt the largest label any of them sees (hooking, a segment max) and jumps pointers once
+   (``label = label[label - 1]``), until nothing changes; every pixel of a component ends with
+   the largest index in it. Holes are the background components that touch no border pixel;
+   the hole-filled mask is labelled by the same loop started from those labels, which merges
+   each hole (and anything inside it) with the enclosing component in a few steps;
 4. the largest component by the reference's measure, ``cv2.contourArea`` of its outer contour
    (the polygon through the border pixel centres, holes included, so *not* the pixel count): on
    the hole-filled mask that area is the number of 2 x 2 windows inside the component plus half
@@ -76,18 +78,70 @@ def threshold_cams(cams, threshold):
     return ops.greater(ops.cast(q, "float64"), cut)
 
 
-def _shift_max(labels, connectivity):
-    """Max of each pixel's neighbourhood (3x3 for connectivity 8, the cross for 4), (N, H, W)."""
-    if connectivity == 8:
-        pooled = ops.max_pool(
-            ops.expand_dims(labels, -1), 3, strides=1, padding="same", data_format="channels_last"
-        )
-        return ops.squeeze(pooled, -1)
+def _neighbour_max(labels, connectivity):
+    """Max over each pixel's neighbourhood (3x3 for connectivity 8, the cross for 4), (N, H, W).
+
+    Shifted slices of a zero-padded copy (int32; TensorFlow's int32 max pool is ~10x slower).
+    """
     padded = ops.pad(labels, ((0, 0), (1, 1), (1, 1)))
+    if connectivity == 8:  # separable: the max of three columns, then of three rows
+        rows = ops.maximum(ops.maximum(padded[:, :, :-2], padded[:, :, 1:-1]), padded[:, :, 2:])
+        return ops.maximum(ops.maximum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
     return ops.maximum(
         ops.maximum(labels, ops.maximum(padded[:, :-2, 1:-1], padded[:, 2:, 1:-1])),
         ops.maximum(padded[:, 1:-1, :-2], padded[:, 1:-1, 2:]),
     )
+
+
+def _global_index(shape):
+    """int32 (N, H, W): each pixel's flat index in the whole batch, plus 1."""
+    n, h, w = shape[0], shape[1], shape[2]
+    return ops.reshape(ops.arange(1, n * h * w + 1, dtype="int32"), (n, h, w))
+
+
+def _propagate(labels, inside, inside_connectivity=8):
+    """Connected component labels of a mask and of its complement at once (one ``while_loop``).
+
+    Args:
+        labels: int32 (N, H, W), every pixel labelled: the batch-wide flat index + 1 of a pixel
+            of the same component whose own label is at least its index + 1 (``_global_index``
+            is a valid start; so is any earlier result of this function on a mask whose
+            components are unions of the earlier ones, which is how the hole-filled mask is
+            labelled in a few steps).
+        inside: bool (N, H, W); its pixels connect with ``inside_connectivity`` (8 or 4), the
+            other pixels with the other one (4 or 8), never across the two classes.
+
+    Returns:
+        int32 (N, H, W): every pixel labelled with the largest batch-wide index + 1 of its
+        component. Each step takes the max over the neighbourhood (within the pixel's class),
+        lets all pixels sharing a label adopt the largest label any of them sees (hooking, a
+        segment max), and jumps pointers once (``label = label[label - 1]``: the pixel a label
+        names belongs to the same component and its label is as large or larger), until nothing
+        changes.
+    """
+    shape = ops.shape(labels)
+    size = shape[0] * shape[1] * shape[2]
+    outside_connectivity = 12 - inside_connectivity
+
+    def cond(current, changed):
+        return changed
+
+    def body(current, changed):
+        own = ops.where(inside, current, 0)
+        spread = ops.where(
+            inside,
+            _neighbour_max(own, inside_connectivity),
+            _neighbour_max(current - own, outside_connectivity),
+        )
+        flat = ops.reshape(current, (-1,))
+        hook = ops.segment_max(ops.reshape(spread, (-1,)), flat, num_segments=size + 1)
+        merged = ops.take(hook, flat)  # >= spread: the pixel is in its own label's segment
+        jumped = ops.take(merged, merged - 1)  # >= merged: labels only grow from index + 1
+        new = ops.reshape(jumped, shape)
+        return new, ops.any(ops.not_equal(new, current))
+
+    labels, _ = ops.while_loop(cond, body, (labels, ops.convert_to_tensor(True)))
+    return labels
 
 
 def label_components(binary, connectivity=8):
@@ -109,48 +163,37 @@ def label_components(binary, connectivity=8):
     """
     if connectivity not in (4, 8):
         raise ValueError(f"connectivity must be 4 or 8; got {connectivity!r}.")
-    fg = ops.cast(binary, "float32")
-    shape = ops.shape(fg)
-    n, h, w = shape[0], shape[1], shape[2]
-    hw = h * w
-    index = ops.reshape(ops.arange(1, hw + 1, dtype="float32"), (1, h, w))
-    labels = index * fg  # float32 is exact for indices below 2**24 (a 4096 x 4096 CAM)
-    fg_flat = ops.reshape(fg, (n, hw))
-
-    def cond(current, changed):
-        return changed
-
-    slots = hw + 1
-    offsets = ops.reshape(ops.arange(n, dtype="int32") * slots, (n, 1))
-
-    def body(current, changed):
-        flat = ops.reshape(current, (n, hw))
-        spread = ops.reshape(_shift_max(current, connectivity), (n, hw)) * fg_flat
-        # Hooking: all pixels that share a label adopt the largest label any of them sees next
-        # to it, so whole groups merge at once (a segment max over the current labels).
-        segment = ops.reshape(ops.cast(flat, "int32") + offsets, (-1,))
-        hook = ops.segment_max(ops.reshape(spread, (-1,)), segment, num_segments=n * slots)
-        hook = ops.reshape(hook, (n, slots))
-        merged = ops.maximum(spread, ops.take_along_axis(hook, ops.cast(flat, "int32"), axis=1))
-        # Pointer jumping: a label is the index + 1 of a pixel of the same component, whose own
-        # label is as large or larger, so adopting that one is safe and shortcuts chains.
-        pointer = ops.cast(ops.maximum(merged - 1.0, 0.0), "int32")
-        merged = ops.maximum(merged, ops.take_along_axis(merged, pointer, axis=1)) * fg_flat
-        new = ops.reshape(merged, (n, h, w))
-        return new, ops.any(ops.not_equal(new, current))
-
-    labels, _ = ops.while_loop(cond, body, (labels, ops.convert_to_tensor(True)))
-    return ops.cast(labels, "int32")
+    binary = ops.convert_to_tensor(binary, "bool")
+    shape = ops.shape(binary)
+    labels = _propagate(_global_index(shape), binary, connectivity)
+    offsets = ops.reshape(ops.arange(shape[0], dtype="int32") * (shape[1] * shape[2]), (-1, 1, 1))
+    return ops.where(binary, labels - offsets, 0)
 
 
-def _per_label(values, labels, slots, reduce="sum"):
-    """Reduces (N, ...) ``values`` over equal ``labels`` (ints in [0, slots)) -> (N, slots)."""
-    n = ops.shape(labels)[0]
-    offsets = ops.reshape(ops.arange(n, dtype="int32") * slots, (-1,) + (1,) * (len(labels.shape) - 1))
-    segment = ops.reshape(labels + offsets, (-1,))
-    fn = ops.segment_sum if reduce == "sum" else ops.segment_max
-    out = fn(ops.reshape(values, (-1,)), segment, num_segments=n * slots)
-    return ops.reshape(out, (n, slots))
+def _holes(binary, labels):
+    """Background pixels whose (4-connected) component does not touch the image border.
+
+    ``labels``: the ``_propagate`` result with ``inside=binary`` (8-connected foreground).
+    """
+    shape = ops.shape(labels)
+    background = ops.logical_not(binary)
+    # Only the border pixels are scattered (a small segment max); every pixel then reads its
+    # component's flag with one gather.
+    edge_labels = ops.concatenate(
+        [labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]], axis=1
+    )
+    edge_background = ops.concatenate(
+        [background[:, 0, :], background[:, -1, :], background[:, :, 0], background[:, :, -1]],
+        axis=1,
+    )
+    size = shape[0] * shape[1] * shape[2]
+    touches = ops.segment_max(
+        ops.reshape(ops.cast(edge_background, "int32"), (-1,)),
+        ops.reshape(edge_labels, (-1,)),
+        num_segments=size + 1,
+    )
+    reaches = ops.reshape(ops.take(touches, ops.reshape(labels, (-1,))), shape) > 0
+    return ops.logical_and(background, ops.logical_not(reaches))
 
 
 def fill_holes(binary):
@@ -165,18 +208,9 @@ def fill_holes(binary):
     Returns:
         bool tensor (N, H, W): ``binary`` with its holes filled.
     """
-    background = ops.logical_not(binary)
-    labels = label_components(background, connectivity=4)
-    shape = ops.shape(labels)
-    h, w = shape[1], shape[2]
-    ys = ops.reshape(ops.arange(h, dtype="int32"), (1, h, 1))
-    xs = ops.reshape(ops.arange(w, dtype="int32"), (1, 1, w))
-    edge = ops.logical_or(ops.logical_or(ys == 0, ys == h - 1), ops.logical_or(xs == 0, xs == w - 1))
-    edge = ops.cast(ops.logical_and(edge, background), "float32")
-    outside = _per_label(edge, labels, h * w + 1, reduce="max")  # (N, slots): touches the border
-    reaches = ops.take_along_axis(outside, ops.reshape(labels, (shape[0], -1)), axis=1)
-    reaches = ops.reshape(reaches, shape) > 0
-    return ops.logical_or(binary, ops.logical_and(background, ops.logical_not(reaches)))
+    binary = ops.convert_to_tensor(binary, "bool")
+    labels = _propagate(_global_index(ops.shape(binary)), binary, 8)
+    return ops.logical_or(binary, _holes(binary, labels))
 
 
 def boxes_from_cams(cams, threshold):
@@ -200,37 +234,46 @@ def boxes_from_cams(cams, threshold):
     if len(cams.shape) != 3:
         raise ValueError(f"cams must have shape (N, H, W); got shape {tuple(cams.shape)}.")
     binary = threshold_cams(cams, threshold)
-    filled = fill_holes(binary)
-    labels = label_components(filled)
-    shape = ops.shape(labels)
+    shape = ops.shape(binary)
     n, h, w = shape[0], shape[1], shape[2]
-    slots = h * w + 1  # label values 0..H*W per image
+    size = n * h * w
+    index = _global_index(shape)
+    # One loop labels the foreground (8-connected) and the background (4-connected); the
+    # hole-filled mask is then labelled starting from those labels (holes and the components
+    # inside them merge with the enclosing component in a few steps).
+    labels = _propagate(index, binary, 8)
+    filled = ops.logical_or(binary, _holes(binary, labels))
+    labels = _propagate(labels, filled, 8)
+    flat_labels = ops.reshape(labels, (-1,))
 
     # Contour area through the border pixel centres: every 2x2 window of the filled component
     # adds 1 if all four pixels are in it and 1/2 if three are (the contour cuts the window
-    # diagonally); fewer add nothing. The window's pixels all belong to one component.
-    padded = ops.pad(ops.cast(filled, "float32"), ((0, 0), (1, 1), (1, 1)))
+    # diagonally); fewer add nothing. The window's pixels all belong to one component. Counted
+    # in halves (int32): max(count - 2, 0).
+    padded = ops.pad(ops.cast(filled, "int32"), ((0, 0), (1, 1), (1, 1)))
     count = padded[:, :-1, :-1] + padded[:, :-1, 1:] + padded[:, 1:, :-1] + padded[:, 1:, 1:]
-    area = ops.where(count == 4.0, 1.0, ops.where(count == 3.0, 0.5, 0.0))
-    padded_labels = ops.pad(labels, ((0, 0), (1, 1), (1, 1)))
+    half_areas = ops.maximum(count - 2, 0)
+    padded_labels = ops.pad(ops.where(filled, labels, 0), ((0, 0), (1, 1), (1, 1)))
     window_label = ops.maximum(
         ops.maximum(padded_labels[:, :-1, :-1], padded_labels[:, :-1, 1:]),
         ops.maximum(padded_labels[:, 1:, :-1], padded_labels[:, 1:, 1:]),
     )
-    areas = _per_label(area, window_label, slots)
+    # Per-component values sit at the slot of the component's label, which is its root pixel's
+    # index + 1: dropping slot 0 aligns them with the pixels (N, H * W).
+    areas = ops.segment_sum(
+        ops.reshape(half_areas, (-1,)), ops.reshape(window_label, (-1,)), num_segments=size + 1
+    )
+    areas = ops.reshape(areas[1:], (n, h * w))
     # Ties: the reference keeps the first contour of the largest area, and cv2 lists the outer
     # contours in reverse raster order of their first pixel, so the component whose first pixel
-    # (smallest flat index) comes last wins.
-    index = ops.reshape(ops.arange(1, h * w + 1, dtype="float32"), (1, h, w))
-    minus_first = _per_label(
-        ops.where(labels > 0, -index, -2.0 * ops.cast(slots, "float32")), labels, slots, "max"
-    )
-    exists = ops.arange(slots)[None, :] > 0
-    exists = ops.logical_and(exists, _per_label(ops.cast(labels > 0, "float32"), labels, slots) > 0)
-    areas = ops.where(exists, areas, -1.0)
-    top = ops.logical_and(exists, areas == ops.max(areas, axis=1, keepdims=True))
-    first = ops.where(top, -minus_first, -1.0)
-    best = ops.cast(ops.argmax(first, axis=1), "int32")
+    # (smallest index) comes last wins.
+    minus_first = ops.segment_max(-ops.reshape(index, (-1,)), flat_labels, num_segments=size + 1)
+    first = ops.reshape(-minus_first[1:], (n, h * w))
+    root = ops.reshape(ops.logical_and(filled, ops.equal(labels, index)), (n, h * w))
+    areas = ops.where(root, areas, -1)
+    top = ops.logical_and(root, ops.equal(areas, ops.max(areas, axis=1, keepdims=True)))
+    best = ops.cast(ops.argmax(ops.where(top, first, -1), axis=1), "int32")
+    best = best + ops.arange(n, dtype="int32") * (h * w) + 1  # the winner's label
 
     mask = ops.equal(labels, ops.reshape(best, (n, 1, 1)))
     xs = ops.reshape(ops.arange(w, dtype="int32"), (1, 1, w))
