@@ -116,31 +116,34 @@ def _propagate(labels, inside, inside_connectivity=8):
         component. Each step takes the max over the neighbourhood (within the pixel's class),
         lets all pixels sharing a label adopt the largest label any of them sees (hooking, a
         segment max), and jumps pointers once (``label = label[label - 1]``: the pixel a label
-        names belongs to the same component and its label is as large or larger), until nothing
-        changes.
+        names belongs to the same component and its label is as large or larger), until no
+        pixel sees a larger label in its neighbourhood.
     """
     shape = ops.shape(labels)
     size = shape[0] * shape[1] * shape[2]
     outside_connectivity = 12 - inside_connectivity
 
-    def cond(current, changed):
-        return changed
-
-    def body(current, changed):
+    def spread_of(current):
         own = ops.where(inside, current, 0)
-        spread = ops.where(
+        return ops.where(
             inside,
             _neighbour_max(own, inside_connectivity),
             _neighbour_max(current - own, outside_connectivity),
         )
+
+    def cond(current, spread):
+        # No pixel sees a larger label next to it: labels are constant on each component.
+        return ops.any(ops.not_equal(spread, current))
+
+    def body(current, spread):
         flat = ops.reshape(current, (-1,))
         hook = ops.segment_max(ops.reshape(spread, (-1,)), flat, num_segments=size + 1)
         merged = ops.take(hook, flat)  # >= spread: the pixel is in its own label's segment
         jumped = ops.take(merged, merged - 1)  # >= merged: labels only grow from index + 1
         new = ops.reshape(jumped, shape)
-        return new, ops.any(ops.not_equal(new, current))
+        return new, spread_of(new)
 
-    labels, _ = ops.while_loop(cond, body, (labels, ops.convert_to_tensor(True)))
+    labels, _ = ops.while_loop(cond, body, (labels, spread_of(labels)))
     return labels
 
 
