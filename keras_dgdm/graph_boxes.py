@@ -13,7 +13,7 @@ this module computes the same box with tensor ops, batched, in four steps:
    and 4-connected labelling of the background in the same ``while_loop``: every pixel starts
    with its batch-wide index + 1 as label; each step takes the max over the 3x3 neighbourhood
    (the cross for the background) within the pixel's class, lets all pixels sharing a label
-   adopt the largest label any of them sees (hooking, a segment max) and jumps pointers once
+   adopt the largest label any of them sees (hooking, a segment max) and jumps pointers twice
    (``label = label[label - 1]``), until nothing changes; every pixel of a component ends with
    the largest index in it. Holes are the background components that touch no border pixel;
    the hole-filled mask is labelled by the same loop started from those labels, which merges
@@ -115,7 +115,7 @@ def _propagate(labels, inside, inside_connectivity=8):
         int32 (N, H, W): every pixel labelled with the largest batch-wide index + 1 of its
         component. Each step takes the max over the neighbourhood (within the pixel's class),
         lets all pixels sharing a label adopt the largest label any of them sees (hooking, a
-        segment max), and jumps pointers once (``label = label[label - 1]``: the pixel a label
+        segment max), and jumps pointers twice (``label = label[label - 1]``: the pixel a label
         names belongs to the same component and its label is as large or larger), until no
         pixel sees a larger label in its neighbourhood.
     """
@@ -139,7 +139,10 @@ def _propagate(labels, inside, inside_connectivity=8):
         flat = ops.reshape(current, (-1,))
         hook = ops.segment_max(ops.reshape(spread, (-1,)), flat, num_segments=size + 1)
         merged = ops.take(hook, flat)  # >= spread: the pixel is in its own label's segment
-        jumped = ops.take(merged, merged - 1)  # >= merged: labels only grow from index + 1
+        # Pointer jumps (twice: fewer steps, 4 instead of 7 on 64 x 64 CAMs): >= merged, as
+        # labels only grow from index + 1.
+        jumped = ops.take(merged, merged - 1)
+        jumped = ops.take(jumped, jumped - 1)
         new = ops.reshape(jumped, shape)
         return new, spread_of(new)
 

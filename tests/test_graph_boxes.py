@@ -87,6 +87,31 @@ def test_fill_holes_keeps_channels_to_the_border_open():
     np.testing.assert_array_equal(np.asarray(fill_holes(mask)), mask)
 
 
+def test_nested_island_and_its_hole_are_filled_into_the_ring():
+    mask = np.zeros((1, 13, 13), bool)
+    mask[0, 1:10, 1:10] = True
+    mask[0, 2:9, 2:9] = False  # the ring's hole (rows/cols 2..8)
+    mask[0, 4:7, 4:7] = True  # an island inside it...
+    mask[0, 5, 5] = False  # ...with its own hole
+    filled = np.asarray(fill_holes(mask))
+    assert filled[0, 1:10, 1:10].all() and filled.sum() == 81
+    labels = np.asarray(label_components(mask))
+    assert labels[0, 9, 9] == 9 * 13 + 9 + 1 and labels[0, 6, 6] == 6 * 13 + 6 + 1
+    cam = mask[0].astype("float32")
+    cam[11, 0:13] = 1.0  # a 13-pixel line below: contour area 0
+    np.testing.assert_array_equal(boxes(mask_cam(cam), 0.5), [[1, 1, 10, 10]])
+    np.testing.assert_array_equal(reference_box(cam, 0.5), [1, 1, 10, 10])
+
+
+def test_labels_are_per_image_in_a_batch():
+    mask = np.zeros((2, 2, 3), bool)
+    mask[0, 0, 0] = True
+    mask[1, 1, 1:] = True
+    np.testing.assert_array_equal(
+        np.asarray(label_components(mask)), [[[1, 0, 0], [0, 0, 0]], [[0, 0, 0], [0, 6, 6]]]
+    )
+
+
 def test_rectangle_box_and_right_edge_quirk():
     cam = np.zeros((8, 8))
     cam[2:4, 1:6] = 1.0  # rows 2..3, cols 1..5 -> x1 = 5 + 1, y1 = 3 + 1
