@@ -99,7 +99,7 @@ def _global_index(shape):
     return ops.reshape(ops.arange(1, n * h * w + 1, dtype="int32"), (n, h, w))
 
 
-def _propagate(labels, inside, inside_connectivity=8):
+def _propagate(labels, inside, inside_connectivity=8, outside_labelled=False):
     """Connected component labels of a mask and of its complement at once (one ``while_loop``).
 
     Args:
@@ -110,6 +110,8 @@ def _propagate(labels, inside, inside_connectivity=8):
             labelled in a few steps).
         inside: bool (N, H, W); its pixels connect with ``inside_connectivity`` (8 or 4), the
             other pixels with the other one (4 or 8), never across the two classes.
+        outside_labelled: the pixels outside ``inside`` already carry their final labels (they
+            are kept, which saves their neighbourhood max).
 
     Returns:
         int32 (N, H, W): every pixel labelled with the largest batch-wide index + 1 of its
@@ -125,6 +127,8 @@ def _propagate(labels, inside, inside_connectivity=8):
 
     def spread_of(current):
         own = ops.where(inside, current, 0)
+        if outside_labelled:
+            return ops.where(inside, _neighbour_max(own, inside_connectivity), current)
         return ops.where(
             inside,
             _neighbour_max(own, inside_connectivity),
@@ -249,7 +253,8 @@ def boxes_from_cams(cams, threshold):
     # inside them merge with the enclosing component in a few steps).
     labels = _propagate(index, binary, 8)
     filled = ops.logical_or(binary, _holes(binary, labels))
-    labels = _propagate(labels, filled, 8)
+    # The background left (reaching the border) keeps its labels.
+    labels = _propagate(labels, filled, 8, outside_labelled=True)
     flat_labels = ops.reshape(labels, (-1,))
 
     # Contour area through the border pixel centres: every 2x2 window of the filled component
