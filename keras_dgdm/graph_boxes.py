@@ -70,13 +70,15 @@ def threshold_cams(cams, threshold):
         bool tensor (N, H, W): ``q > floor(threshold * max(q))`` per image, ``q`` from
         ``quantize_cams``; the product is computed in float64 like Python's ``int(...)``.
     """
-    q = quantize_cams(cams)
-    q_max = ops.max(q, axis=(1, 2), keepdims=True)
+    # floor(c) > cut <=> c >= cut + 1 for an integer cut, so the quantised map itself is never
+    # built: the clipped product c is compared with cut + 1, and max(q) = floor(max(c)).
+    scaled = ops.clip(ops.cast(cams, "float64") * 255.0, 0.0, 255.0)
+    q_max = ops.floor(ops.max(scaled, axis=(1, 2), keepdims=True))
     # A Python float must reach float64 without a float32 detour (0.7 -> 0.69999999 -> cut 6).
     threshold = ops.cast(ops.convert_to_tensor(np.float64(threshold) if isinstance(
         threshold, (int, float, np.floating)) else threshold), "float64")
-    cut = ops.floor(threshold * ops.cast(q_max, "float64"))
-    return ops.greater(ops.cast(q, "float64"), cut)
+    cut = ops.floor(threshold * q_max)
+    return ops.greater_equal(scaled, cut + 1.0)
 
 
 def _neighbour_max(labels, connectivity):
