@@ -59,3 +59,13 @@ def test_import_keras_dgdm_is_enough_to_load_a_saved_model(tmp_path):
     assert out.stdout.split("\n")[-2] == (
         "ScaledSGD ['BackbonePreprocessing', 'Conv2D', 'DGDM', 'ADL']"
     )
+
+
+@pytest.mark.parametrize("module", ["sagd", "cagd", "dgdm", "adl", "preprocessing"])
+def test_layer_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"keras_dgdm.layers.{module}")
+    result = doctest.testmod(mod, verbose=False)
+    assert result.attempted > 0 and result.failed == 0

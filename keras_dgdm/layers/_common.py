@@ -280,3 +280,81 @@ def channel_drop_mask(inputs, data_format, alpha, beta, top_k, seed_generator):
     draws = keras.random.uniform(ops.shape(s), seed=seed_generator)
     hit = ops.cast(ops.less(draws, alpha), s.dtype)
     return 1.0 - candidates * hit
+
+
+# ----------------------------------------------------------------------------------------------
+# The shared layer skeleton: arguments, seed generator, build checks, config.
+# ----------------------------------------------------------------------------------------------
+
+#: Hyperparameters of the spatial (SAGD) and channel (CAGD) parts, in get_config order.
+SPATIAL_HYPERPARAMETERS = ("drop_rate", "drop_threshold", "background_threshold", "block_size")
+CHANNEL_HYPERPARAMETERS = ("alpha", "beta", "top_k")
+
+
+class AttentionDropoutLayer(keras.layers.Layer):
+    """Base of SAGD, CAGD, DGDM (and ADL): what they share besides the map math.
+
+    Holds the validated ``seed`` / ``data_format``, one ``keras.random.SeedGenerator``, the
+    build-time checks (4D input; ``block_size="adaptive"`` resolved from the input's size;
+    ``top_k`` at most the channel count) and a ``get_config`` that lists the subclass's
+    ``HYPERPARAMETERS``. Subclasses validate their hyperparameters with :meth:`_set_spatial` /
+    :meth:`_set_channel` and implement ``call``. No weights.
+    """
+
+    HYPERPARAMETERS: tuple = ()
+
+    def __init__(self, seed=None, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = check_seed(seed)
+        self.data_format = check_data_format(data_format)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.supports_masking = True
+        self._block_size = None
+
+    def _set_spatial(self, drop_rate, drop_threshold, background_threshold, block_size):
+        self.drop_rate = check_unit_interval("drop_rate", drop_rate)
+        self.drop_threshold = check_unit_interval("drop_threshold", drop_threshold)
+        self.background_threshold = check_background_threshold(
+            background_threshold, self.drop_threshold
+        )
+        self.block_size = check_block_size(block_size)
+        self._block_size = None if self.block_size == "adaptive" else self.block_size
+
+    def _set_channel(self, alpha, beta, top_k):
+        self.alpha = check_unit_interval("alpha", alpha)
+        self.beta = check_positive("beta", beta)
+        self.top_k = check_top_k(top_k)
+
+    def build(self, input_shape):
+        check_input_rank(type(self).__name__, input_shape, self.data_format)
+        if "block_size" in self.HYPERPARAMETERS:
+            self._block_size = resolve_block_size(self.block_size, input_shape, self.data_format)
+        if "top_k" in self.HYPERPARAMETERS:
+            check_top_k_fits(self.top_k, input_shape, self.data_format)
+        self.built = True
+
+    @property
+    def resolved_block_size(self):
+        """The int block size in use (``"adaptive"`` resolved once the layer is built).
+
+        None for a layer without a spatial part (CAGD).
+        """
+        return self._block_size
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        for name in self.HYPERPARAMETERS + ("seed", "data_format"):
+            config[name] = getattr(self, name)
+        return config
+
+
+def check_top_k_fits(top_k, input_shape, data_format):
+    """Raises ValueError when ``top_k`` exceeds the (static) number of channels."""
+    channels = channel_count(input_shape, data_format)
+    if top_k is not None and channels is not None and top_k > channels:
+        raise ValueError(
+            f"top_k must be at most the number of channels ({channels}); got top_k={top_k}."
+        )

@@ -7,7 +7,7 @@ from keras_dgdm.layers import _common
 
 
 @keras.saving.register_keras_serializable(package="keras_dgdm")
-class CAGD(keras.layers.Layer):
+class CAGD(_common.AttentionDropoutLayer):
     """Channel attention guided dropout (CAGD), the channel half of DGDM.
 
     The channel attention ``S`` is the global average pool of the input (per sample, per
@@ -54,20 +54,11 @@ class CAGD(keras.layers.Layer):
     [0.0, 0.0, 9.0]
     """
 
-    def __init__(self, alpha=0.5, beta=3.0, top_k=None, seed=None, data_format=None, **kwargs):
-        super().__init__(**kwargs)
-        self.alpha = _common.check_unit_interval("alpha", alpha)
-        self.beta = _common.check_positive("beta", beta)
-        self.top_k = _common.check_top_k(top_k)
-        self.seed = _common.check_seed(seed)
-        self.data_format = _common.check_data_format(data_format)
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
-        self.supports_masking = True
+    HYPERPARAMETERS = _common.CHANNEL_HYPERPARAMETERS
 
-    def build(self, input_shape):
-        _common.check_input_rank(type(self).__name__, input_shape, self.data_format)
-        check_top_k_fits(self.top_k, input_shape, self.data_format)
-        self.built = True
+    def __init__(self, alpha=0.5, beta=3.0, top_k=None, seed=None, data_format=None, **kwargs):
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
+        self._set_channel(alpha, beta, top_k)
 
     def call(self, inputs, training=None):
         if not training:
@@ -76,28 +67,3 @@ class CAGD(keras.layers.Layer):
             inputs, self.data_format, self.alpha, self.beta, self.top_k, self.seed_generator
         )
         return inputs * _common.channels_to_input(mask, self.data_format)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "alpha": self.alpha,
-                "beta": self.beta,
-                "top_k": self.top_k,
-                "seed": self.seed,
-                "data_format": self.data_format,
-            }
-        )
-        return config
-
-
-def check_top_k_fits(top_k, input_shape, data_format):
-    """Raises ValueError when ``top_k`` exceeds the (static) number of channels."""
-    channels = _common.channel_count(input_shape, data_format)
-    if top_k is not None and channels is not None and top_k > channels:
-        raise ValueError(
-            f"top_k must be at most the number of channels ({channels}); got top_k={top_k}."
-        )

@@ -4,11 +4,10 @@ from __future__ import annotations
 import keras
 
 from keras_dgdm.layers import _common
-from keras_dgdm.layers.cagd import check_top_k_fits
 
 
 @keras.saving.register_keras_serializable(package="keras_dgdm")
-class DGDM(keras.layers.Layer):
+class DGDM(_common.AttentionDropoutLayer):
     """Dual-attention guided dropblock module (DGDM): SAGD and CAGD together.
 
     As in the paper's Fig. 2, at each training call
@@ -70,6 +69,8 @@ class DGDM(keras.layers.Layer):
     >>> model = keras.Model(x, keras.layers.GlobalAveragePooling2D()(y))
     """
 
+    HYPERPARAMETERS = _common.SPATIAL_HYPERPARAMETERS + _common.CHANNEL_HYPERPARAMETERS
+
     def __init__(
         self,
         drop_rate=0.75,
@@ -83,34 +84,9 @@ class DGDM(keras.layers.Layer):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.drop_rate = _common.check_unit_interval("drop_rate", drop_rate)
-        self.drop_threshold = _common.check_unit_interval("drop_threshold", drop_threshold)
-        self.background_threshold = _common.check_background_threshold(
-            background_threshold, self.drop_threshold
-        )
-        self.block_size = _common.check_block_size(block_size)
-        self.alpha = _common.check_unit_interval("alpha", alpha)
-        self.beta = _common.check_positive("beta", beta)
-        self.top_k = _common.check_top_k(top_k)
-        self.seed = _common.check_seed(seed)
-        self.data_format = _common.check_data_format(data_format)
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
-        self.supports_masking = True
-        self._block_size = None if self.block_size == "adaptive" else self.block_size
-
-    def build(self, input_shape):
-        _common.check_input_rank(type(self).__name__, input_shape, self.data_format)
-        check_top_k_fits(self.top_k, input_shape, self.data_format)
-        self._block_size = _common.resolve_block_size(
-            self.block_size, input_shape, self.data_format
-        )
-        self.built = True
-
-    @property
-    def resolved_block_size(self):
-        """The int block size in use (``"adaptive"`` resolved once the layer is built)."""
-        return self._block_size
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
+        self._set_spatial(drop_rate, drop_threshold, background_threshold, block_size)
+        self._set_channel(alpha, beta, top_k)
 
     def call(self, inputs, training=None):
         if not training:
@@ -128,23 +104,3 @@ class DGDM(keras.layers.Layer):
             inputs, self.data_format, self.alpha, self.beta, self.top_k, self.seed_generator
         )
         return inputs * spatial * _common.channels_to_input(channel, self.data_format)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "drop_rate": self.drop_rate,
-                "drop_threshold": self.drop_threshold,
-                "background_threshold": self.background_threshold,
-                "block_size": self.block_size,
-                "alpha": self.alpha,
-                "beta": self.beta,
-                "top_k": self.top_k,
-                "seed": self.seed,
-                "data_format": self.data_format,
-            }
-        )
-        return config

@@ -43,8 +43,9 @@ class BackbonePreprocessing(keras.layers.Layer):
         The preprocessed batch, same shape.
 
     Example:
-        >>> layer = BackbonePreprocessing("tf")
-        >>> layer(np.full((1, 2, 2, 3), 255.0)).numpy().max()
+        >>> import numpy as np
+        >>> layer = BackbonePreprocessing("tf")  # x / 127.5 - 1
+        >>> float(keras.ops.convert_to_numpy(layer(np.full((1, 2, 2, 3), 255.0))).max())
         1.0
     """
 

@@ -7,7 +7,7 @@ from keras_dgdm.layers import _common
 
 
 @keras.saving.register_keras_serializable(package="keras_dgdm")
-class SAGD(keras.layers.Layer):
+class SAGD(_common.AttentionDropoutLayer):
     """Spatial attention guided dropblock (SAGD), the spatial half of DGDM.
 
     ``M_self`` is the channel-wise mean of the input (the self-attention map). Two maps are made
@@ -67,6 +67,8 @@ class SAGD(keras.layers.Layer):
     9
     """
 
+    HYPERPARAMETERS = _common.SPATIAL_HYPERPARAMETERS
+
     def __init__(
         self,
         drop_rate=0.75,
@@ -77,30 +79,8 @@ class SAGD(keras.layers.Layer):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.drop_rate = _common.check_unit_interval("drop_rate", drop_rate)
-        self.drop_threshold = _common.check_unit_interval("drop_threshold", drop_threshold)
-        self.background_threshold = _common.check_background_threshold(
-            background_threshold, self.drop_threshold
-        )
-        self.block_size = _common.check_block_size(block_size)
-        self.seed = _common.check_seed(seed)
-        self.data_format = _common.check_data_format(data_format)
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
-        self.supports_masking = True
-        self._block_size = None if self.block_size == "adaptive" else self.block_size
-
-    def build(self, input_shape):
-        _common.check_input_rank(type(self).__name__, input_shape, self.data_format)
-        self._block_size = _common.resolve_block_size(
-            self.block_size, input_shape, self.data_format
-        )
-        self.built = True
-
-    @property
-    def resolved_block_size(self):
-        """The int block size in use (``"adaptive"`` resolved once the layer is built)."""
-        return self._block_size
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
+        self._set_spatial(drop_rate, drop_threshold, background_threshold, block_size)
 
     def compute_maps(self, inputs):
         """The maps of SAGD for ``inputs``, for inspection and figures (no randomness).
@@ -131,20 +111,3 @@ class SAGD(keras.layers.Layer):
             self._block_size,
             self.seed_generator,
         )
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "drop_rate": self.drop_rate,
-                "drop_threshold": self.drop_threshold,
-                "background_threshold": self.background_threshold,
-                "block_size": self.block_size,
-                "seed": self.seed,
-                "data_format": self.data_format,
-            }
-        )
-        return config
