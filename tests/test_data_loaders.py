@@ -220,6 +220,13 @@ def test_inconsistent_or_malformed_index_is_an_error(tmp_path):
     (base / "image_class_labels.txt").write_text("\n".join(labels[:-1] + ["10 3"]))
     with pytest.raises(DataError, match=r"image_class_labels.txt:10: class id 3 is not in 1..2"):
         D.load("cub", "train", data_dir=str(tmp_path))
+    (base / "image_class_labels.txt").write_text("\n".join(labels[:-1] + ["10 two"]))
+    with pytest.raises(DataError, match=r"image_class_labels.txt:10: class id must be an integer"):
+        D.load("cub", "train", data_dir=str(tmp_path))
+    # blank lines are skipped but still counted in the line numbers of later errors
+    (base / "image_class_labels.txt").write_text("\n".join(labels[:2] + ["", "x 1 2"]))
+    with pytest.raises(DataError, match=r"image_class_labels.txt:4: expected 2 space-separated"):
+        D.load("cub", "train", data_dir=str(tmp_path))
     (base / "image_class_labels.txt").write_text("\n".join(labels))
     (base / "bounding_boxes.txt").write_text("1 0 0 5\n")
     with pytest.raises(DataError, match=r"bounding_boxes.txt:1: expected 5"):

@@ -33,6 +33,8 @@ import numpy as np
 from keras_dgdm.data import pipeline
 from keras_dgdm.data.metadata import load_metadata
 from keras_dgdm.data.validation import (
+    index_rows,
+    parse_int,
     ON_BAD, VERIFY, DataError, Entry, check_choice, validate_entries,
 )
 
@@ -137,28 +139,28 @@ def read_index(root):
             raise DataError(f"CUB: {os.path.join(root, f)} is missing. {_WHERE}")
     if not os.path.isdir(os.path.join(root, "images")):
         raise DataError(f"CUB: {os.path.join(root, 'images')}/ is missing. {_WHERE}")
-    paths = dict(_rows(os.path.join(root, "images.txt"), 2))
+    paths = dict(row for _, row in index_rows(os.path.join(root, "images.txt"), 2))
     ids = list(paths)
     class_names = None
     classes_file = os.path.join(root, "classes.txt")
     if os.path.isfile(classes_file):
-        class_names = [name for _, name in _rows(classes_file, 2)]
+        class_names = [row[1] for _, row in index_rows(classes_file, 2)]
     num_classes = len(class_names) if class_names else None
     labels, is_train, boxes = {}, {}, {}
     lab_file = os.path.join(root, "image_class_labels.txt")
-    for (i, v), line_no in zip(_rows(lab_file, 2), _line_numbers(lab_file)):
-        label = _int(v, lab_file, line_no)
+    for line_no, (i, v) in index_rows(lab_file, 2):
+        label = parse_int(v, lab_file, line_no, "class id")
         if label < 1 or (num_classes is not None and label > num_classes):
             bound = f"1..{num_classes}" if num_classes else ">= 1"
             raise DataError(f"{lab_file}:{line_no}: class id {label} is not in {bound}.")
         labels[i] = label - 1
     split_file = os.path.join(root, "train_test_split.txt")
-    for (i, v), line_no in zip(_rows(split_file, 2), _line_numbers(split_file)):
+    for line_no, (i, v) in index_rows(split_file, 2):
         if v not in ("0", "1"):
             raise DataError(f"{split_file}:{line_no}: expected 1 (train) or 0 (test); got {v!r}.")
         is_train[i] = v == "1"
     box_file = os.path.join(root, "bounding_boxes.txt")
-    for row, line_no in zip(_rows(box_file, 5), _line_numbers(box_file)):
+    for line_no, row in index_rows(box_file, 5):
         try:
             x, y, w, h = (float(v) for v in row[1:])
         except ValueError:
@@ -241,30 +243,3 @@ def _load_raw(split, data_dir, fraction, seed, masks, mask_threshold, on_bad, ve
         num_examples=len(kept), has_masks=seg_root is not None, report=report,
         max_boxes=max_boxes, records=records, decode=decode,
     )
-
-
-def _rows(path, num_fields):
-    """Yields the whitespace-separated fields of each non-empty line (``num_fields`` each)."""
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            row = line.split()
-            if not row:
-                continue
-            if len(row) != num_fields:
-                raise DataError(f"{path}:{line_no}: expected {num_fields} space-separated fields; "
-                                f"got {len(row)}: {line.strip()!r}.")
-            yield row if num_fields != 2 else (row[0], row[1])
-
-
-def _line_numbers(path):
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if line.split():
-                yield line_no
-
-
-def _int(text, path, line_no):
-    try:
-        return int(text)
-    except ValueError:
-        raise DataError(f"{path}:{line_no}: expected an integer; got {text!r}.") from None

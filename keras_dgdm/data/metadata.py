@@ -30,6 +30,8 @@ import numpy as np
 
 from keras_dgdm.data import pipeline
 from keras_dgdm.data.validation import (
+    index_rows,
+    parse_int,
     ON_BAD, VERIFY, DataError, Entry, check_choice, validate_entries,
 )
 
@@ -66,7 +68,7 @@ def read_metadata(split_dir, num_classes=None):
     for f in (ids_file, labels_file):
         if not os.path.isfile(f):
             raise DataError(f"{f} is missing. {_LAYOUT}")
-    image_ids = [row[0] for _, row in _rows(ids_file, 1)]
+    image_ids = [row[0] for _, row in index_rows(ids_file, 1, sep=",")]
     if not image_ids:
         raise DataError(f"{ids_file} lists no image. {_LAYOUT}")
     known = set(image_ids)
@@ -75,9 +77,9 @@ def read_metadata(split_dir, num_classes=None):
         raise DataError(f"{ids_file}: image id {dup!r} is listed more than once.")
 
     labels = {}
-    for line_no, (image_id, label) in _rows(labels_file, 2):
+    for line_no, (image_id, label) in index_rows(labels_file, 2, sep=","):
         _check_known(image_id, known, labels_file, line_no)
-        value = _parse_int(label, labels_file, line_no, "class label")
+        value = parse_int(label, labels_file, line_no, "class label")
         if value < 0 or (num_classes is not None and value >= num_classes):
             bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
             raise DataError(f"{labels_file}:{line_no}: class label {value} is not in {bound}.")
@@ -90,16 +92,16 @@ def read_metadata(split_dir, num_classes=None):
     sizes = {}
     sizes_file = os.path.join(split_dir, "image_sizes.txt")
     if os.path.isfile(sizes_file):
-        for line_no, (image_id, w, h) in _rows(sizes_file, 3):
+        for line_no, (image_id, w, h) in index_rows(sizes_file, 3, sep=","):
             _check_known(image_id, known, sizes_file, line_no)
-            sizes[image_id] = (_parse_int(w, sizes_file, line_no, "width"),
-                               _parse_int(h, sizes_file, line_no, "height"))
+            sizes[image_id] = (parse_int(w, sizes_file, line_no, "width"),
+                               parse_int(h, sizes_file, line_no, "height"))
 
     boxes = collections.defaultdict(list)
     loc_file = os.path.join(split_dir, "localization.txt")
     has_loc = os.path.isfile(loc_file)
     if has_loc:
-        for line_no, row in _rows(loc_file, None):
+        for line_no, row in index_rows(loc_file, None, sep=","):
             if len(row) == 3:
                 raise DataError(f"{loc_file}:{line_no}: this looks like a mask localization file "
                                 "(OpenImages); only box localization is supported.")
@@ -236,27 +238,6 @@ def _class_names(ids, labels, num_classes, given):
     if len(set(names)) != len(names):  # folders shared between classes: not names
         names = [f"class_{c}" for c in range(num_classes)]
     return names
-
-
-def _rows(path, num_fields):
-    """Yields (line number, fields) of the non-empty lines of a comma-separated file."""
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            row = line.split(",")
-            if num_fields is not None and len(row) != num_fields:
-                raise DataError(f"{path}:{line_no}: expected {num_fields} comma-separated "
-                                f"field(s); got {len(row)}: {line!r}.")
-            yield line_no, row
-
-
-def _parse_int(text, path, line_no, what):
-    try:
-        return int(text)
-    except ValueError:
-        raise DataError(f"{path}:{line_no}: {what} must be an integer; got {text!r}.") from None
 
 
 def _check_known(image_id, known, path, line_no):

@@ -51,6 +51,39 @@ class DataError(ValueError):
     """A dataset problem found before training: names the file (and line) and what is wrong."""
 
 
+def index_rows(path, num_fields, sep=None):
+    """Yields ``(line number, fields)`` for each non-empty line of a dataset index file.
+
+    Args:
+        path: the file (CUB's ``images.txt``, wsolevaluation's ``class_labels.txt``, ...).
+        num_fields: how many fields every line must have; None accepts any number.
+        sep: None for whitespace-separated files (CUB), "," for comma-separated ones
+            (wsolevaluation metadata).
+
+    Raises:
+        DataError: naming ``path:line`` when a line has the wrong number of fields.
+    """
+    kind = "space-separated" if sep is None else "comma-separated"
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            row = line.split(sep)
+            if num_fields is not None and len(row) != num_fields:
+                raise DataError(f"{path}:{line_no}: expected {num_fields} {kind} field(s); "
+                                f"got {len(row)}: {line!r}.")
+            yield line_no, row
+
+
+def parse_int(text, path, line_no, what):
+    """``int(text)``, or a DataError naming ``path:line`` and ``what`` the field is."""
+    try:
+        return int(text)
+    except ValueError:
+        raise DataError(f"{path}:{line_no}: {what} must be an integer; got {text!r}.") from None
+
+
 @dataclasses.dataclass
 class SkipReport:
     """What the validation pass found.
