@@ -10,6 +10,14 @@
 #       bash benchmarks/run_gpu.sh keras      # only Keras/JAX (bf16 and fp32)
 #       bash benchmarks/run_gpu.sh keras-bf16 # only Keras/JAX bf16 (the targets)
 #       bash benchmarks/run_gpu.sh smoke      # seconds: every script at tiny settings
+#       bash benchmarks/run_gpu.sh experiments [SECONDS]
+#                                             # issue 8's sweep (experiments.py --scale gpu)
+#                                             # for at most SECONDS (default 480), resumable;
+#                                             # further arguments go to experiments.py
+#
+# `experiments` writes experiments/gpu/ and packs it as $OUT/experiments_gpu.tgz (the device
+# tool returns at most 8 files). Unpack it into the repository here (`tar xzf
+# .../experiments_gpu.tgz`): the untracked run files travel with the next call, which resumes.
 #
 # It installs the carried keras / namex / optree wheels into /tmp/site when keras is missing,
 # runs with KERAS_BACKEND=jax, prints one figure per line and copies the log to $OUT (or
@@ -31,10 +39,20 @@ if [ "$part" = prepare ]; then
     exit 0
 fi
 
-case "$part" in all|torch|keras|keras-bf16|smoke) ;; *)
-    echo "run_gpu.sh: unknown part '$part'; use prepare, all, torch, keras, keras-bf16 or smoke" >&2
+case "$part" in all|torch|keras|keras-bf16|smoke|experiments) ;; *)
+    echo "run_gpu.sh: unknown part '$part'; use prepare, all, torch, keras, keras-bf16, smoke" \
+         "or experiments" >&2
     exit 2 ;;
 esac
+
+if [ "$part" = experiments ]; then
+    budget=${1:-480}
+    case "$budget" in ''|*[!0-9]*)
+        echo "run_gpu.sh: experiments takes a time budget in whole seconds; got '$budget'" >&2
+        exit 2 ;;
+    esac
+    [ $# -gt 0 ] && shift
+fi
 
 if ! python3 -c "import keras" >/dev/null 2>&1; then
     if ! ls .whl/keras-*.whl >/dev/null 2>&1; then
@@ -67,6 +85,10 @@ run() {
 
 status=0
 case "$part" in
+    experiments)
+        run python3 training/experiments.py --scale gpu --output-dir experiments/gpu \
+            --time-budget "$budget" "$@" || status=1
+        tar czf "$out/experiments_gpu.tgz" experiments/gpu && ls -l "$out/experiments_gpu.tgz" ;;
     smoke)
         run python3 benchmarks/bench_torch_reference.py --smoke "$@" || status=1
         run python3 benchmarks/bench_gpu_throughput.py --smoke --precisions bf16 "$@" || status=1

@@ -139,6 +139,17 @@ def test_table_mean_and_sample_std(tmp_path):
 def test_sweep_smoke_resumes_and_refuses_other_settings(tmp_path):
     settings = E.settings_for("smoke", num_train=16, num_val=8, num_test=8)
     new = []
+    # A time budget shorter than one run: the first run still starts, then the sweep stops
+    # cleanly between runs and says how many are left.
+    lines = []
+    partial = E.run_sweep(str(tmp_path), settings, ["cam", "dgdm"], [0], log=lines.append,
+                          after_run=new.append, time_budget=1e-6)
+    assert [r["config"] for r in partial] == ["cam"] and len(new) == 1
+    assert "stopping with 1 run(s) left" in lines[-1]
+    assert not (tmp_path / "runs" / "dgdm-seed0.json").exists()
+    with pytest.raises(ValueError, match="time_budget"):
+        E.run_sweep(str(tmp_path), settings, ["cam"], [0], log=lambda s: None, time_budget=0)
+    # rerun without a budget: only the missing run trains
     results = E.run_sweep(str(tmp_path), settings, ["cam", "dgdm"], [0], log=lambda s: None,
                           after_run=new.append)
     assert [r["config"] for r in results] == ["cam", "dgdm"] and len(new) == 2

@@ -438,7 +438,8 @@ def run_order(configs, seeds):
     return order
 
 
-def run_sweep(output_dir, settings, configs=None, seeds=(0, 1, 2), log=print, after_run=None):
+def run_sweep(output_dir, settings, configs=None, seeds=(0, 1, 2), log=print, after_run=None,
+              time_budget=None):
     """Runs every missing (config, seed), writing each result JSON as soon as it finishes, and
     rewrites the table and figure after each run.
 
@@ -449,10 +450,24 @@ def run_sweep(output_dir, settings, configs=None, seeds=(0, 1, 2), log=print, af
         seeds: run seeds.
         log: a print-like function for progress lines.
         after_run: optional callable(result) called after each new run.
+        time_budget: seconds, or None (no limit). A new run is started only while the time
+            spent in this call plus the longest run of this call so far fits in the budget (the
+            first missing run always starts), so a job under a wall-clock limit (a batch
+            scheduler, the GPU machine's 10-minute calls) stops cleanly between runs; rerunning
+            the same command continues where it stopped.
 
     Returns:
-        the list of all results (finished earlier or now), in run order.
+        the list of results finished (earlier or now), in run order; shorter than the run order
+        when the time budget stopped the sweep.
+
+    Raises:
+        ValueError: unknown config, a non-positive ``time_budget``, or a run file made with
+            other settings.
     """
+    if time_budget is not None and not time_budget > 0:
+        raise ValueError(f"time_budget must be a number of seconds > 0; got {time_budget!r}.")
+    start = time.time()
+    longest = 0.0
     configs = list(configs or CONFIGS)
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
@@ -465,11 +480,19 @@ def run_sweep(output_dir, settings, configs=None, seeds=(0, 1, 2), log=print, af
     for i, key in enumerate(order):
         result = done[key]
         if result is None:
+            elapsed = time.time() - start
+            if time_budget is not None and longest and elapsed + longest > time_budget:
+                left = sum(1 for k in order[i:] if done[k] is None)
+                log(f"time budget: {elapsed:.0f} s spent of {time_budget:.0f} s and a run takes "
+                    f"up to {longest:.0f} s; stopping with {left} run(s) left. Rerun the same "
+                    "command to continue.")
+                break
+            t0 = time.time()
             if data is None:
                 data = make_data(settings)
-            t0 = time.time()
             result = run_one(key[0], key[1], settings, data=data)
             _write_json(run_path(output_dir, *key), result)
+            longest = max(longest, time.time() - t0)
             t = result["test"]
             log(f"[{i + 1}/{len(order)}] {key[0]} seed {key[1]}: "
                 + ", ".join(f"{title} {t[k]:.2f}" for k, title in METRICS)
@@ -663,6 +686,10 @@ def build_parser():
                    help="comma-separated layer names after which the method layers go, or "
                         "'backbone' for the backbone's default positions (default: the "
                         "synthetic recipe's)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="start no new run once the time spent plus the longest run so far "
+                        "would exceed SECONDS (for wall-clock-limited jobs); rerun the same "
+                        "command to continue")
     p.add_argument("--table-only", action="store_true",
                    help="only rewrite the table and figure from the finished runs")
     return p
@@ -687,7 +714,7 @@ def main(argv=None):
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         configs = [c.strip() for c in args.configs.split(",")] if args.configs else None
         run_sweep(output_dir, settings, configs, seeds,
-                  log=lambda line: print(line, flush=True))
+                  log=lambda line: print(line, flush=True), time_budget=args.time_budget)
     except ValueError as e:
         print(f"experiments.py: error: {e}", file=sys.stderr)
         return 2
