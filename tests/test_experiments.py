@@ -116,7 +116,11 @@ def test_table_mean_and_sample_std(tmp_path):
     for seed, v in ((0, 50.0), (1, 60.0)):
         (runs / f"cam-seed{seed}.json").write_text(json.dumps(
             _fake_result("cam", seed, [v, v + 10, v - 10, v])))
-    (runs / "dgdm-seed0.json").write_text(json.dumps(_fake_result("dgdm", 0, [1, 2, 3, 4])))
+    dgdm = _fake_result("dgdm", 0, [1, 2, 3, 4])
+    # two method layers: the column reports the one nearest the CAM (the last spatial one)
+    dgdm["drop_stats"] = {"first": {"dropped_by_drop_mask": 0.9},
+                          "last": {"dropped_by_drop_mask": 0.25, "channel_candidates": 0.5}}
+    (runs / "dgdm-seed0.json").write_text(json.dumps(dgdm))
     rows = E.write_outputs(str(tmp_path))
     cam = next(r for r in rows if r["config"] == "cam")
     assert cam["top1_clas_mean"] == pytest.approx(55.0)
@@ -124,6 +128,8 @@ def test_table_mean_and_sample_std(tmp_path):
     assert cam["mass_in_part_mean"] == pytest.approx(30.0)
     md = (tmp_path / "results.md").read_text()
     assert "| CAM | - | 0,1 | 55.00 ± 7.07 | 65.00 ± 7.07 | 45.00 ± 7.07 |" in md
+    assert next(l for l in md.splitlines() if l.startswith("| CAM |")).endswith("| - |")
+    assert "| 25.00 (1 seed) |" in md  # dgdm's drop-mask coverage, last layer
     assert "1.00 (1 seed)" in md and "not run" in md  # dgdm: 1 seed; ablations: none
     # the shared rows (block_size=3, beta=3) reuse the main rows' runs
     assert sum(1 for r in rows if r["config"] == "dgdm") == 2
@@ -163,6 +169,12 @@ def test_sweep_smoke_resumes_and_refuses_other_settings(tmp_path):
         assert len(saved["history"]["loss"]) == 1  # one epoch
         # the part lies inside the object, so its box holds at most the object box's mass
         assert 0.0 <= saved["cam_mass"]["mass_in_part"] <= saved["cam_mass"]["mass_in_object"] + 1e-9
+        if r["config"] == "cam":
+            assert saved["drop_stats"] == {}
+        else:  # one DGDM layer (the synthetic recipe's position), measured on the test images
+            (stats,) = saved["drop_stats"].values()
+            assert stats["layer"] == "DGDM" and stats["num_images"] == 8
+            assert 0.0 <= stats["dropped_by_drop_mask"] <= 1.0
     md = (tmp_path / "results.md").read_text()
     assert "| CAM | - | 0 |" in md and "(1 seed)" in md
     # rerun: nothing is trained again

@@ -130,6 +130,9 @@ SCALES = {
                   lr_decay_epochs=1, eval_batch_size=16),
 }
 
+#: Test images on which each run measures what its method layers erase (``drop_stats``).
+DROP_STATS_IMAGES = 500
+
 #: Seed of the generated data (the same benchmark for every run; the run seed varies the model).
 DATA_SEED = 0
 
@@ -333,10 +336,13 @@ def run_one(config_name, seed, settings, data=None, verbose=0):
     Returns:
         dict with "config", "method", "method_kwargs", "seed", "settings", "backend",
         "test" (metrics at the val CAM threshold), "val", "test_own_threshold",
-        "cam_mass" (test), "history", "train_seconds", "eval_seconds".
+        "cam_mass" (test), "drop_stats" (``keras_dgdm.diagnostics.drop_statistics`` of the
+        trained model on the first ``DROP_STATS_IMAGES`` test images), "history",
+        "train_seconds", "eval_seconds".
     """
     import keras
 
+    from keras_dgdm.diagnostics import drop_statistics
     from keras_dgdm.training import EpochSeededLayers, TrainConfig, build_model, compile_model
 
     if config_name not in CONFIGS:
@@ -377,6 +383,8 @@ def run_one(config_name, seed, settings, data=None, verbose=0):
     val, _ = evaluate_split(model, data["val"], settings)
     threshold = float(val["best_cam_threshold"])
     test_all, mass = evaluate_split(model, data["test"], settings, fixed_cam_threshold=threshold)
+    drop_stats = drop_statistics(model, data["test"].images[:DROP_STATS_IMAGES],
+                                 batch_size=settings["eval_batch_size"])
     test = {
         "top1_clas": test_all["top1_clas"],
         "gt_known_loc": test_all["gt_known_loc_at_fixed"],
@@ -388,7 +396,8 @@ def run_one(config_name, seed, settings, data=None, verbose=0):
         "config": cfg.name, "method": cfg.method, "method_kwargs": cfg.kwargs,
         "seed": int(seed), "settings": settings, "backend": keras.backend.backend(),
         "keras_version": keras.__version__, "test": test, "val": val,
-        "test_own_threshold": test_all, "cam_mass": mass, "history": history,
+        "test_own_threshold": test_all, "cam_mass": mass, "drop_stats": drop_stats,
+        "history": history,
         "train_seconds": train_seconds, "eval_seconds": time.time() - t0,
     }
 
@@ -535,10 +544,20 @@ def summarize(values):
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
 
 
+def drop_mask_erased(result):
+    """% of the feature map the drop mask zeroes at the method layer nearest the CAM (the last
+    one with a spatial part), from the run's ``drop_stats``; None for CAM, CAGD-only or a run
+    saved without ``drop_stats``."""
+    spatial = [s for s in (result.get("drop_stats") or {}).values()
+               if "dropped_by_drop_mask" in s]
+    return 100.0 * spatial[-1]["dropped_by_drop_mask"] if spatial else None
+
+
 def table_rows(results):
     """The table's rows in ``TABLE_LAYOUT`` order: dicts with block, label, setting, config,
-    seeds, and ``{metric}_mean`` / ``{metric}_std`` for each of ``METRICS`` and for the CAM mass
-    fractions ``mass_in_part`` / ``mass_in_object``."""
+    seeds, and ``{metric}_mean`` / ``{metric}_std`` for each of ``METRICS``, for the CAM mass
+    fractions ``mass_in_part`` / ``mass_in_object`` and for ``erased`` (``drop_mask_erased``,
+    with ``erased_n`` runs)."""
     rows = []
     for block, entries in TABLE_LAYOUT:
         for config, setting in entries:
@@ -551,6 +570,8 @@ def table_rows(results):
             for key in ("mass_in_part", "mass_in_object"):
                 row[f"{key}_mean"], row[f"{key}_std"], _n = summarize(
                     [100.0 * r["cam_mass"][key] for r in rs])
+            erased = [v for v in (drop_mask_erased(r) for r in rs) if v is not None]
+            row["erased_mean"], row["erased_std"], row["erased_n"] = summarize(erased)
             rows.append(row)
     return rows
 
@@ -577,7 +598,7 @@ def format_table(rows, settings=None):
             "CAM threshold chosen on val; mean ± sample std over seeds.")
         lines.append("")
     head = ["Method", "Setting", "Seeds"] + [t for _, t in METRICS] + [
-        "CAM mass in part box (%)", "CAM mass in object box (%)"]
+        "CAM mass in part box (%)", "CAM mass in object box (%)", "Drop mask erases (%)"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     block = None
@@ -590,6 +611,8 @@ def format_table(rows, settings=None):
         cells += [_pm(row[f"{k}_mean"], row[f"{k}_std"], n) for k, _ in METRICS]
         cells += [_pm(row[f"{k}_mean"], row[f"{k}_std"], n)
                   for k in ("mass_in_part", "mass_in_object")]
+        cells.append(_pm(row["erased_mean"], row["erased_std"], row["erased_n"])
+                     if row["erased_n"] else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -600,7 +623,8 @@ def write_csv(path, rows):
 
     keys = ["block", "label", "setting", "config", "seeds"]
     keys += [f"{k}_{s}" for k, _ in METRICS for s in ("mean", "std")]
-    keys += [f"{k}_{s}" for k in ("mass_in_part", "mass_in_object") for s in ("mean", "std")]
+    keys += [f"{k}_{s}" for k in ("mass_in_part", "mass_in_object", "erased")
+             for s in ("mean", "std")]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
