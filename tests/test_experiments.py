@@ -67,6 +67,9 @@ def test_configs_follow_the_paper_rows():
     assert [E.CONFIGS[c].kwargs["block_size"] for c, _ in E.TABLE_LAYOUT[1][1]] == [
         1, 2, 3, "adaptive"]
     assert [E.CONFIGS[c].kwargs["beta"] for c, _ in E.TABLE_LAYOUT[2][1]] == [2, 2.5, 3, 3.5]
+    assert [E.CONFIGS[c].kwargs.get("background_threshold", 0.1)
+            for c, _ in E.TABLE_LAYOUT[3][1]] == [None, 0.1, 0.3, 0.5]
+    assert all(E.CONFIGS[c].kwargs["block_size"] == 3 for c, _ in E.TABLE_LAYOUT[3][1])
     # every config builds a valid layer (the layers' own argument checks)
     from keras_dgdm.training import validate_method_kwargs
 
