@@ -126,3 +126,23 @@ def drop_statistics(model, images, batch_size=32):
             **{k: sums[layer.name][k] / len(images) for k in STAT_KEYS if k in sums[layer.name]},
         }
     return result
+
+
+def format_drop_statistics(stats) -> str:
+    """One line per layer of :func:`drop_statistics`' result, for logs and the CLI."""
+    lines = []
+    for name, s in stats.items():
+        parts = []
+        if "dropped_by_drop_mask" in s:
+            h, w = s["map_size"]
+            parts.append(
+                f"drop mask erases {100 * s['dropped_by_drop_mask']:.1f} % of the {h}x{w} map "
+                f"(block_size {s['block_size']}; {100 * s['above_drop_threshold']:.1f} % above "
+                f"drop_threshold, {100 * s['below_background_threshold']:.1f} % below "
+                "background_threshold)")
+        if "channel_candidates" in s:
+            parts.append(f"{100 * s['channel_candidates']:.1f} % of the channels are CAGD "
+                         "candidates")
+        lines.append(f"  {name}: " + "; ".join(parts))
+    return "\n".join(lines)
+

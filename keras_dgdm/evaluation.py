@@ -38,6 +38,7 @@ TABLE_ROWS = (
 
 FIGURE_NAME = "heatmaps.png"
 METRICS_NAME = "metrics.json"
+DROP_STATS_NAME = "drop_stats.json"
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,6 +304,34 @@ def evaluate_split(model, data, image_size, batch_size, output_dir, *, split="te
     return metrics
 
 
+def write_drop_statistics(model, data, image_size, batch_size, output_dir, num_images=256):
+    """What the model's method layers erase on the first ``num_images`` images of a split:
+    ``keras_dgdm.diagnostics.drop_statistics`` written to ``output_dir/drop_stats.json``.
+
+    Returns:
+        the statistics dict, or None (nothing written) for a model without method layers or
+        a SavedModel predictor.
+    """
+    import keras
+
+    from keras_dgdm.data import eval_pipeline
+    from keras_dgdm.diagnostics import drop_statistics, method_layers
+
+    if not isinstance(model, keras.Model) or not method_layers(model):
+        return None
+    images, count = [], 0
+    for batch in eval_pipeline(data, image_size, batch_size).as_numpy_iterator():
+        images.append(batch["images"][: num_images - count])
+        count += len(images[-1])
+        if count >= num_images:
+            break
+    stats = drop_statistics(model, np.concatenate(images), batch_size=batch_size)
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, DROP_STATS_NAME), "w", encoding="utf-8") as f:
+        json.dump(_jsonable(stats), f, indent=2)
+    return stats
+
+
 def format_metrics_table(metrics, title=None, at_fixed=False) -> str:
     """The metrics as an aligned two-column text table (percentages).
 
@@ -329,4 +358,5 @@ def format_metrics_table(metrics, title=None, at_fixed=False) -> str:
 
 __all__ = ["TABLE_ROWS", "SavedModelPredictor", "load_model", "cam_predictor",
            "model_input_size", "evaluate_model", "save_figure", "write_metrics",
+           "write_drop_statistics",
            "evaluate_split", "format_metrics_table"]

@@ -24,7 +24,8 @@ A run directory holds::
     RUN_DIR/logs/            TensorBoard
     RUN_DIR/log.csv          one row per finished epoch (loss, accuracy, val_accuracy, lr)
     RUN_DIR/model.keras      the trained model
-    RUN_DIR/eval/val/, RUN_DIR/eval/test/   metrics.json + heatmaps.png per split
+    RUN_DIR/eval/val/, RUN_DIR/eval/test/   metrics.json + heatmaps.png per split (test: also
+                                            drop_stats.json, what the method layers erase)
     RUN_DIR/metrics.json     the test metrics (at the CAM threshold chosen on val)
 
 Resumption: rerunning the same command (same run directory) restores the last finished
@@ -914,7 +915,7 @@ def train(config: TrainConfig, callbacks=(), verbose: int = 1) -> dict:
     result = {"run_dir": config.run_dir, "config": config, "model": model, "history": history,
               "epochs_done": finished_epochs(config.run_dir), "metrics": None,
               "val_metrics": None, "cam_threshold": None, "export_path": None,
-              "train_accuracy": None, "val_accuracy": None}
+              "train_accuracy": None, "val_accuracy": None, "drop_stats": None}
     log = read_csv_log(os.path.join(config.run_dir, "log.csv"))
     if log:
         result["train_accuracy"] = log[-1].get("accuracy")
@@ -941,6 +942,9 @@ def train(config: TrainConfig, callbacks=(), verbose: int = 1) -> dict:
                                  cam_threshold_from="val", dataset=config.dataset,
                                  model=os.path.join(config.run_dir, "model.keras"))
         result.update(metrics=metrics, val_metrics=val_metrics, cam_threshold=threshold)
+        result["drop_stats"] = evaluation.write_drop_statistics(
+            model, test_data, config.image_size, config.eval_batch_size,
+            os.path.join(config.run_dir, "eval", "test"))
 
     if config.export:
         threshold = result["cam_threshold"] if result["cam_threshold"] is not None else 0.5

@@ -79,3 +79,13 @@ def test_bad_input_is_a_clear_error():
         drop_statistics(m, np.zeros((4, 4, 4)))
     with pytest.raises(ValueError, match="batch_size"):
         drop_statistics(m, _crafted(), batch_size=0)
+
+
+def test_format_one_line_per_layer():
+    from keras_dgdm.diagnostics import format_drop_statistics
+
+    m = _feature_model(DGDM(drop_threshold=0.8, background_threshold=0.3, block_size=1, name="d"))
+    text = format_drop_statistics(drop_statistics(m, _crafted()))
+    assert text == ("  d: drop mask erases 12.5 % of the 4x4 map (block_size 1; 6.2 % above "
+                    "drop_threshold, 6.2 % below background_threshold); 50.0 % of the channels "
+                    "are CAGD candidates")

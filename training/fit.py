@@ -144,6 +144,12 @@ def main(argv=None):
             result["metrics"], title=f"test metrics (CAM threshold {result['cam_threshold']:.2f}"
                                      " chosen on val):", at_fixed=True))
         print(f"figure: {os.path.join(result['run_dir'], 'eval', 'test', evaluation.FIGURE_NAME)}")
+    if result.get("drop_stats"):
+        from keras_dgdm.diagnostics import format_drop_statistics
+
+        print("what the method layers erase (first test images, "
+              f"{os.path.join('eval', 'test', evaluation.DROP_STATS_NAME)}):")
+        print(format_drop_statistics(result["drop_stats"]))
     if result["export_path"]:
         print(f"exported: {result['export_path']}")
     return result
