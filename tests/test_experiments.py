@@ -78,6 +78,10 @@ def test_configs_follow_the_paper_rows():
 
 
 def test_settings_for_scales_and_errors():
+    assert E.settings_for("cpu")["context_strength"] == 0.5
+    assert E.settings_for("cpu", context_strength=0.0)["context_strength"] == 0.0
+    with pytest.raises(ValueError, match="context_strength"):
+        E.settings_for("cpu", context_strength=1.5)
     gpu = E.settings_for("gpu")
     assert (gpu["image_size"], gpu["num_train"], gpu["epochs"]) == (96, 10000, 20)
     assert E.settings_for("cpu", epochs=2, image_size=None)["epochs"] == 2
@@ -186,6 +190,28 @@ def test_sweep_smoke_resumes_and_refuses_other_settings(tmp_path):
                         after_run=new.append)
     assert len(new) == 2 and all("skipped" in line for line in lines)
     assert again[0]["test"] == results[0]["test"]
+    # a run file from before context_strength was a setting (no such key) counts as the
+    # default 0.5 and still resumes; another strength is "other settings"
+    path = tmp_path / "runs" / "cam-seed0.json"
+    old = json.loads(path.read_text())
+    del old["settings"]["context_strength"]
+    path.write_text(json.dumps(old))
+    assert E.load_finished(str(path), settings)["test"] == results[0]["test"]
+    with pytest.raises(ValueError, match=r"cam-seed0\.json.*context_strength"):
+        E.load_finished(str(path), dict(settings, context_strength=0.0))
     # other settings in the same directory: an error naming the file, before any training
     with pytest.raises(ValueError, match=r"cam-seed0\.json.*epochs"):
         E.run_sweep(str(tmp_path), dict(settings, epochs=2), ["cam"], [0], log=lambda s: None)
+
+
+def test_make_data_passes_context_strength():
+    from keras_dgdm.data import synthetic
+
+    base = E.settings_for("smoke", num_train=6, num_val=2, num_test=2)
+    for strength in (0.0, 1.0):
+        got = E.make_data(dict(base, context_strength=strength))["train"]
+        want = synthetic.generate(6, image_size=base["image_size"], num_classes=10,
+                                  seed=[0, 0], context_strength=strength)
+        assert np.array_equal(got.images, want.images)
+    assert not np.array_equal(E.make_data(dict(base, context_strength=0.0))["train"].images,
+                              E.make_data(dict(base, context_strength=1.0))["train"].images)

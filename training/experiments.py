@@ -140,6 +140,11 @@ SCALES = {
 #: Test images on which each run measures what its method layers erase (``drop_stats``).
 DROP_STATS_IMAGES = 500
 
+#: Settings added after the first sweeps were run, with the value that older run files used
+#: implicitly; ``load_finished`` fills them in, so those runs still resume. ``context_strength``:
+#: ``synthetic.generate``'s probability that the background shows the class's context.
+ADDED_SETTINGS = {"context_strength": 0.5}
+
 #: Seed of the generated data (the same benchmark for every run; the run seed varies the model).
 DATA_SEED = 0
 
@@ -169,7 +174,8 @@ def settings_for(scale, **overrides):
     if scale not in SCALES:
         raise ValueError(f"Unknown scale {scale!r}; choose one of {sorted(SCALES)}.")
     recipe = RECIPES["synthetic"]
-    settings = dict(scale=scale, data_seed=DATA_SEED, num_classes=10, cam_curve_interval=0.01)
+    settings = dict(scale=scale, data_seed=DATA_SEED, num_classes=10, cam_curve_interval=0.01,
+                    **ADDED_SETTINGS)
     for key in ("backbone", "batch_size", "lr", "lr_multiplier", "lr_decay_rate", "momentum",
                 "weight_decay", "bn_momentum"):
         settings[key] = recipe[key]
@@ -183,6 +189,10 @@ def settings_for(scale, **overrides):
         if key not in settings:
             raise ValueError(f"Unknown setting {key!r}; known: {sorted(settings)}.")
         settings[key] = value
+    strength = settings["context_strength"]
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) \
+            or not 0.0 <= strength <= 1.0:
+        raise ValueError(f"context_strength must be a number in [0, 1]; got {strength!r}.")
     return settings
 
 
@@ -200,7 +210,8 @@ def make_data(settings):
     for index, split in enumerate(("train", "val", "test")):
         out[split] = synthetic.generate(
             settings[f"num_{split}"], image_size=settings["image_size"],
-            num_classes=settings["num_classes"], seed=[settings["data_seed"], index])
+            num_classes=settings["num_classes"], seed=[settings["data_seed"], index],
+            context_strength=settings.get("context_strength", ADDED_SETTINGS["context_strength"]))
     return out
 
 
@@ -432,7 +443,7 @@ def load_finished(path, settings):
         return None
     with open(path, encoding="utf-8") as f:
         result = json.load(f)
-    saved = result.get("settings", {})
+    saved = {**ADDED_SETTINGS, **result.get("settings", {})}
     differ = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
     if differ:
         raise ValueError(
@@ -601,7 +612,8 @@ def format_table(rows, settings=None):
             f"{settings['batch_size']}, lr {settings['lr']} (x{settings['lr_multiplier']} new "
             f"layers), decay x{settings['lr_decay_rate']} after epoch "
             f"{settings['lr_decay_epochs']}, bn_momentum {settings['bn_momentum']}, method "
-            f"layers after {settings.get('insert_at')}. Test split, "
+            f"layers after {settings.get('insert_at')}, background context strength "
+            f"{settings.get('context_strength', ADDED_SETTINGS['context_strength'])}. Test split, "
             "CAM threshold chosen on val; mean ± sample std over seeds.")
         lines.append("")
     head = ["Method", "Setting", "Seeds"] + [t for _, t in METRICS] + [
@@ -713,6 +725,9 @@ def build_parser():
                 "batch_size", "eval_batch_size"):
         p.add_argument("--" + key.replace("_", "-"), type=int, default=None,
                        help=f"override the scale's {key}")
+    p.add_argument("--context-strength", type=float, default=None,
+                   help="probability that an image's background shows its class's context "
+                        "(synthetic.generate; default 0.5; 0 removes the background shortcut)")
     p.add_argument("--insert-at", default=None,
                    help="comma-separated layer names after which the method layers go, or "
                         "'backbone' for the backbone's default positions (default: the "
@@ -736,7 +751,7 @@ def main(argv=None):
         return 0
     overrides = {k: getattr(args, k) for k in (
         "image_size", "num_train", "num_val", "num_test", "epochs", "lr_decay_epochs",
-        "batch_size", "eval_batch_size")}
+        "batch_size", "eval_batch_size", "context_strength")}
     if args.insert_at:
         overrides["insert_at"] = ("backbone" if args.insert_at.strip() == "backbone"
                                   else [t.strip() for t in args.insert_at.split(",") if t.strip()])
