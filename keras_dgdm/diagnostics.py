@@ -25,9 +25,12 @@ from keras_dgdm.layers import _common
 
 #: The keys of one layer's statistics (fractions in [0, 1], means over the images).
 STAT_KEYS = (
-    "above_drop_threshold",  # positions with M_self > drop_threshold * max (stage-1 seeds)
-    "below_background_threshold",  # positions with M_self < background_threshold * max
-    "dropped_by_drop_mask",  # positions the drop mask zeroes (after growing the blocks)
+    "zero_positions",  # positions with M_self = 0 (every channel 0; dropping them changes nothing)
+    "above_drop_threshold",  # stage-1 seeds: M_self >= drop_threshold * max
+    "dropped_by_part_blocks",  # stage 1: the seeds grown into block_size blocks
+    "below_background_threshold",  # stage 2: M_self < background_threshold * max (not grown)
+    "background_of_nonzero",  # stage 2's share of the NON-zero positions (what it really removes)
+    "dropped_by_drop_mask",  # both stages together: what the drop mask zeroes
     "channel_candidates",  # channels CAGD may drop (beta rule or top_k)
     "dead_channels",  # channels with S_c = 0 (never dropped)
     "expected_channels_dropped",  # alpha * candidates: the expected share of channels zeroed
@@ -48,18 +51,20 @@ def _layer_stats(layer, features):
     out = {}
     if "drop_threshold" in layer.HYPERPARAMETERS:
         m_self = _common.self_attention_map(x, fmt)
-        peak = ops.max(m_self, axis=(1, 2), keepdims=True)
-        above = ops.cast(ops.greater(m_self, layer.drop_threshold * peak), "float32")
-        out["above_drop_threshold"] = ops.mean(above, axis=(1, 2))
-        if layer.background_threshold:
-            below = ops.cast(ops.less(m_self, layer.background_threshold * peak), "float32")
-            out["below_background_threshold"] = ops.mean(below, axis=(1, 2))
-        else:
-            out["below_background_threshold"] = ops.zeros_like(out["above_drop_threshold"])
-        mask = _common.spatial_drop_mask(
-            m_self, layer.drop_threshold, layer.background_threshold, layer.resolved_block_size
-        )
-        out["dropped_by_drop_mask"] = 1.0 - ops.mean(ops.cast(mask, "float32"), axis=(1, 2))
+        zero = ops.cast(ops.equal(m_self, 0.0), "float32")
+        seeds = _common.discriminative_part(m_self, layer.drop_threshold)
+        part_blocks, background = _common.drop_mask_stages(
+            m_self, layer.drop_threshold, layer.background_threshold, layer.resolved_block_size)
+        background = ops.cast(background, "float32")
+        nonzero = ops.sum(1.0 - zero, axis=(1, 2))
+        out["zero_positions"] = ops.mean(zero, axis=(1, 2))
+        out["above_drop_threshold"] = ops.mean(ops.cast(seeds, "float32"), axis=(1, 2))
+        out["dropped_by_part_blocks"] = ops.mean(ops.cast(part_blocks, "float32"), axis=(1, 2))
+        out["below_background_threshold"] = ops.mean(background, axis=(1, 2))
+        out["background_of_nonzero"] = ops.sum(background * (1.0 - zero), axis=(1, 2)) / ops.maximum(
+            nonzero, 1.0)
+        dropped = ops.maximum(ops.cast(part_blocks, "float32"), background)
+        out["dropped_by_drop_mask"] = ops.mean(dropped, axis=(1, 2))
     if "beta" in layer.HYPERPARAMETERS:
         s = _common.channel_attention(x, fmt)
         candidates = ops.cast(_common.channel_drop_candidates(s, layer.beta, layer.top_k), "float32")
@@ -136,13 +141,14 @@ def format_drop_statistics(stats) -> str:
         if "dropped_by_drop_mask" in s:
             h, w = s["map_size"]
             parts.append(
-                f"drop mask erases {100 * s['dropped_by_drop_mask']:.1f} % of the {h}x{w} map "
-                f"(block_size {s['block_size']}; {100 * s['above_drop_threshold']:.1f} % above "
-                f"drop_threshold, {100 * s['below_background_threshold']:.1f} % below "
-                "background_threshold)")
+                f"drop mask erases {100 * s['dropped_by_drop_mask']:.1f} % of the {h}x{w} map: "
+                f"part blocks {100 * s['dropped_by_part_blocks']:.1f} % (block_size "
+                f"{s['block_size']}, {100 * s['above_drop_threshold']:.1f} % above "
+                f"drop_threshold), background {100 * s['below_background_threshold']:.1f} % "
+                f"({100 * s['background_of_nonzero']:.1f} % of the non-zero positions; "
+                f"{100 * s['zero_positions']:.1f} % of the map is zero)")
         if "channel_candidates" in s:
             parts.append(f"{100 * s['channel_candidates']:.1f} % of the channels are CAGD "
                          "candidates")
         lines.append(f"  {name}: " + "; ".join(parts))
     return "\n".join(lines)
-

@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_dgdm import ADL, CAGD, DGDM, build_wsol_model
+from keras_dgdm import ADL, CAGD, DGDM, SAGD, build_wsol_model
 from keras_dgdm.diagnostics import drop_statistics, method_layers
 
 
@@ -30,16 +30,34 @@ def test_dgdm_crafted_map_block1_and_block3():
     assert s["layer"] == "DGDM" and s["map_size"] == [4, 4] and s["block_size"] == 1
     assert s["num_images"] == 1
     assert s["above_drop_threshold"] == pytest.approx(1 / 16)
+    assert s["dropped_by_part_blocks"] == pytest.approx(1 / 16)
     assert s["below_background_threshold"] == pytest.approx(1 / 16)
+    assert s["background_of_nonzero"] == pytest.approx(1 / 16)  # no zero position here
+    assert s["zero_positions"] == 0.0
     assert s["dropped_by_drop_mask"] == pytest.approx(2 / 16)
     # channels: S = (m, 2m, 10m, 0): the live min is m, 3m keeps only 10m; channel 3 is dead
     assert s["channel_candidates"] == pytest.approx(2 / 4)
     assert s["dead_channels"] == pytest.approx(1 / 4)
     assert s["expected_channels_dropped"] == pytest.approx(0.5 * 2 / 4)
-    # block 3: rows/cols 0-2 around the peak (9 cells) + rows/cols 2-3 around (3, 3) (4 cells),
-    # sharing (2, 2): 12 of 16 cells
+    # block 3: rows/cols 0-2 around the peak (9 cells); the background cell (3, 3) is not grown
     m3 = _feature_model(DGDM(drop_threshold=0.8, background_threshold=0.3, block_size=3, name="d"))
-    assert drop_statistics(m3, images)["d"]["dropped_by_drop_mask"] == pytest.approx(12 / 16)
+    s3 = drop_statistics(m3, images)["d"]
+    assert s3["dropped_by_part_blocks"] == pytest.approx(9 / 16)
+    assert s3["below_background_threshold"] == pytest.approx(1 / 16)
+    assert s3["dropped_by_drop_mask"] == pytest.approx(10 / 16)
+
+
+def test_background_share_of_the_nonzero_positions():
+    # Row 0 is zero in every channel (4 cells): below 0.3 x max like the cell (3, 3), but
+    # dropping it changes nothing; of the 12 non-zero positions only (3, 3) is background.
+    images = _crafted()
+    images[0, 0] = 0.0
+    m = _feature_model(SAGD(drop_threshold=0.8, background_threshold=0.3, block_size=1, name="s"))
+    s = drop_statistics(m, images)["s"]
+    assert s["zero_positions"] == pytest.approx(4 / 16)
+    assert s["below_background_threshold"] == pytest.approx(5 / 16)
+    assert s["background_of_nonzero"] == pytest.approx(1 / 12)
+    assert s["dropped_by_drop_mask"] == pytest.approx(6 / 16)
 
 
 def test_means_over_images_and_batches():
@@ -86,6 +104,7 @@ def test_format_one_line_per_layer():
 
     m = _feature_model(DGDM(drop_threshold=0.8, background_threshold=0.3, block_size=1, name="d"))
     text = format_drop_statistics(drop_statistics(m, _crafted()))
-    assert text == ("  d: drop mask erases 12.5 % of the 4x4 map (block_size 1; 6.2 % above "
-                    "drop_threshold, 6.2 % below background_threshold); 50.0 % of the channels "
-                    "are CAGD candidates")
+    assert text == ("  d: drop mask erases 12.5 % of the 4x4 map: part blocks 6.2 % (block_size "
+                    "1, 6.2 % above drop_threshold), background 6.2 % (6.2 % of the non-zero "
+                    "positions; 0.0 % of the map is zero); 50.0 % of the channels are CAGD "
+                    "candidates")

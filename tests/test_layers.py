@@ -45,14 +45,47 @@ def test_sagd_drop_path_zeroes_the_3x3_block_around_one_peak():
     np.testing.assert_array_equal(np_out(y)[0][keep], x[0][keep])
 
 
-def test_sagd_background_band_is_dropped_and_grown_into_blocks():
-    # Row 0 is background (0.05 < 0.1 * 1.0): grown by the 3x3 max-pool it covers rows 0 and 1.
+def test_sagd_part_grows_into_a_block_but_background_is_dropped_alone():
+    # 9x9 map: the object band at 0.5 x max, the peak 1.0 at (4, 4), one background cell 0.02
+    # (< 0.1 x max) at (7, 1). block_size 3: the peak's 3x3 block and the background cell
+    # alone are zeroed; the object band around both is kept, unchanged.
+    x = peak_map(size=9, peak=(4, 4))
+    x[0, 7, 1, :] = 0.02
+    y = SAGD(drop_rate=1.0, background_threshold=0.1, block_size=3)(x, training=True)
+    expected = np.zeros((9, 9), int)
+    expected[3:6, 3:6] = 1
+    expected[7, 1] = 1
+    np.testing.assert_array_equal(zeroed(y), expected)
+    keep = expected == 0
+    np.testing.assert_array_equal(np_out(y)[0][keep], x[0][keep])
+    # The same map without the background stage: only the peak's block.
+    y1 = SAGD(drop_rate=1.0, background_threshold=None, block_size=3)(x, training=True)
+    expected[7, 1] = 0
+    np.testing.assert_array_equal(zeroed(y1), expected)
+
+
+def test_sagd_background_row_is_not_grown():
+    # A background row (0.05 < 0.1 x max) is dropped row for row, never the row next to it.
     x = peak_map(background_rows=(0,))
     y = SAGD(drop_rate=1.0, background_threshold=0.1, block_size=3)(x, training=True)
     expected = np.zeros((7, 7), int)
-    expected[0:2, :] = 1
+    expected[0, :] = 1
     expected[2:5, 2:5] = 1
     np.testing.assert_array_equal(zeroed(y), expected)
+
+
+@pytest.mark.parametrize("layer", [
+    lambda: ADL(drop_rate=1.0, drop_threshold=0.5),
+    lambda: SAGD(drop_rate=1.0, drop_threshold=0.5, background_threshold=None, block_size=1),
+])
+def test_drop_threshold_boundary_is_inclusive_as_in_the_reference_adl(layer):
+    # M_self: 4 at (1, 1), exactly 0.5 x 4 = 2 at (5, 5), 1 elsewhere. The reference ADL keeps
+    # attention < threshold, so the cell equal to the threshold is dropped with the peak.
+    x = np.ones((1, 7, 7, 2), "float32")
+    x[0, 1, 1], x[0, 5, 5] = 4.0, 2.0
+    expected = np.zeros((7, 7), int)
+    expected[1, 1] = expected[5, 5] = 1
+    np.testing.assert_array_equal(zeroed(layer()(x, training=True)), expected)
 
 
 def test_sagd_even_block_size_extends_up_and_left():
@@ -426,7 +459,7 @@ def test_crafted_cases_also_hold_on_the_jax_backend():
     if importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed")
     selection = (
-        "sagd_drop_path or background_band or even_block or adaptive or importance_path or "
+        "sagd_drop_path or dropped_alone or not_grown or boundary or even_block or adaptive or importance_path or "
         "dead_channels or top_k_keeps or dgdm_is_input"
     )
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
