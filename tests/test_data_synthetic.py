@@ -110,6 +110,7 @@ def test_any_image_size(size):
     ({"part_scale": (0.1, 0.5)}, "part_scale"),
     ({"clutter": -1}, "clutter"),
     ({"noise": float("nan")}, "noise"),
+    ({"class_offset": -1}, "class_offset"),
 ])
 def test_invalid_arguments_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -127,3 +128,46 @@ def test_generator_does_not_import_tensorflow():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env
     )
     assert env_code.returncode == 0, env_code.stderr
+
+
+def test_show_keeps_one_cue_and_everything_else():
+    full = synthetic.generate(12, image_size=48, seed=5, noise=0)
+    grey = np.uint8(128)
+    for show in ("part", "body", "background"):
+        d = synthetic.generate(12, image_size=48, seed=5, noise=0, show=show)
+        for a, b in zip(full[1:], d[1:]):  # labels, boxes, masks, part boxes: unchanged
+            np.testing.assert_array_equal(a, b)
+    part = synthetic.generate(12, image_size=48, seed=5, noise=0, show="part")
+    body = synthetic.generate(12, image_size=48, seed=5, noise=0, show="body")
+    back = synthetic.generate(12, image_size=48, seed=5, noise=0, show="background")
+    obj = full.masks.astype(bool)
+    for i in range(12):
+        # "background": the object is flat grey, the rest is the benchmark's image
+        assert (back.images[i][obj[i]] == grey).all()
+        np.testing.assert_array_equal(back.images[i][~obj[i]], full.images[i][~obj[i]])
+        # "part": grey outside the part's box, the benchmark's part pixels inside the object
+        x0, y0, x1, y1 = part.part_boxes[i].astype(int)
+        outside = np.ones((48, 48), bool)
+        outside[y0:y1 + 1, x0:x1 + 1] = False
+        assert (part.images[i][outside] == grey).all()
+        assert (part.images[i][~outside] != grey).any()
+        # "body": grey off the object; no part colours: the part's centre shows the body colour
+        assert (body.images[i][~obj[i]] == grey).all()
+        cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+        assert not np.array_equal(body.images[i][cy, cx], full.images[i][cy, cx])
+    with pytest.raises(ValueError, match="show"):
+        synthetic.generate(2, show="head")
+
+
+def test_class_offset_gives_disjoint_classes():
+    target = synthetic.class_definitions(10)
+    source = synthetic.class_definitions(**synthetic.SOURCE_TASK)
+    assert source.part_colours.shape == (30, 2, 3)
+    codes = {tuple(c.ravel()) for c in target.part_colours}
+    assert not codes & {tuple(c.ravel()) for c in source.part_colours}
+    assert not set(map(tuple, target.body_colours)) & set(map(tuple, source.body_colours))
+    # the same order: the first 10 of 36 classes are those of the 10-class benchmark
+    np.testing.assert_array_equal(synthetic.class_definitions(36).part_colours[:10],
+                                  target.part_colours)
+    with pytest.raises(ValueError, match="num_classes"):
+        synthetic.class_definitions(31, class_offset=26)

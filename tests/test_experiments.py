@@ -199,19 +199,26 @@ def test_sweep_smoke_resumes_and_refuses_other_settings(tmp_path):
     assert E.load_finished(str(path), settings)["test"] == results[0]["test"]
     with pytest.raises(ValueError, match=r"cam-seed0\.json.*context_strength"):
         E.load_finished(str(path), dict(settings, context_strength=0.0))
+    # a run file of the first benchmark version (no benchmark_version key) never resumes
+    del old["settings"]["benchmark_version"]
+    path.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"cam-seed0\.json.*benchmark_version saved 1 now 2"):
+        E.load_finished(str(path), settings)
     # other settings in the same directory: an error naming the file, before any training
     with pytest.raises(ValueError, match=r"cam-seed0\.json.*epochs"):
         E.run_sweep(str(tmp_path), dict(settings, epochs=2), ["cam"], [0], log=lambda s: None)
 
 
-def test_make_data_passes_context_strength():
+def test_make_data_passes_the_generator_settings():
     from keras_dgdm.data import synthetic
 
     base = E.settings_for("smoke", num_train=6, num_val=2, num_test=2)
-    for strength in (0.0, 1.0):
-        got = E.make_data(dict(base, context_strength=strength))["train"]
+    assert base["body_hint"] == 0.75 and base["show"] == "all" and base["benchmark_version"] == 2
+    for key, value in (("context_strength", 0.0), ("context_strength", 1.0), ("body_hint", 0.2),
+                       ("show", "body")):
+        got = E.make_data(dict(base, **{key: value}))["train"]
         want = synthetic.generate(6, image_size=base["image_size"], num_classes=10,
-                                  seed=[0, 0], context_strength=strength)
+                                  seed=[0, 0], **{key: value})
         assert np.array_equal(got.images, want.images)
     assert not np.array_equal(E.make_data(dict(base, context_strength=0.0))["train"].images,
                               E.make_data(dict(base, context_strength=1.0))["train"].images)

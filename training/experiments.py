@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -141,9 +142,19 @@ SCALES = {
 DROP_STATS_IMAGES = 500
 
 #: Settings added after the first sweeps were run, with the value that older run files used
-#: implicitly; ``load_finished`` fills them in, so those runs still resume. ``context_strength``:
-#: ``synthetic.generate``'s probability that the background shows the class's context.
-ADDED_SETTINGS = {"context_strength": 0.5}
+#: implicitly; ``load_finished`` fills them in, so those runs still resume (and a run of
+#: another benchmark version never does). ``context_strength``, ``body_hint``, ``show``:
+#: ``synthetic.generate``'s arguments; ``benchmark_version``: 1 = the generator before the
+#: cue-structure change of 2026-12 (class order and body cue, EXPERIMENTS.md), 2 = now;
+#: ``weights``: the backbone's start ("none" = from scratch, or a weights file).
+ADDED_SETTINGS = {"context_strength": 0.5, "benchmark_version": 1, "body_hint": 0.35,
+                  "show": "all", "weights": "none"}
+
+#: The synthetic benchmark version this code generates (see ``ADDED_SETTINGS``).
+BENCHMARK_VERSION = 2
+
+#: ``synthetic.generate`` arguments that are sweep settings.
+GENERATOR_SETTINGS = ("context_strength", "body_hint", "show")
 
 #: Seed of the generated data (the same benchmark for every run; the run seed varies the model).
 DATA_SEED = 0
@@ -174,8 +185,13 @@ def settings_for(scale, **overrides):
     if scale not in SCALES:
         raise ValueError(f"Unknown scale {scale!r}; choose one of {sorted(SCALES)}.")
     recipe = RECIPES["synthetic"]
+    from keras_dgdm.data import synthetic
+
     settings = dict(scale=scale, data_seed=DATA_SEED, num_classes=10, cam_curve_interval=0.01,
                     **ADDED_SETTINGS)
+    defaults = inspect.signature(synthetic.generate).parameters
+    settings.update({k: defaults[k].default for k in GENERATOR_SETTINGS},
+                    benchmark_version=BENCHMARK_VERSION, weights=recipe.get("weights", "none"))
     for key in ("backbone", "batch_size", "lr", "lr_multiplier", "lr_decay_rate", "momentum",
                 "weight_decay", "bn_momentum"):
         settings[key] = recipe[key]
@@ -189,10 +205,13 @@ def settings_for(scale, **overrides):
         if key not in settings:
             raise ValueError(f"Unknown setting {key!r}; known: {sorted(settings)}.")
         settings[key] = value
-    strength = settings["context_strength"]
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) \
-            or not 0.0 <= strength <= 1.0:
-        raise ValueError(f"context_strength must be a number in [0, 1]; got {strength!r}.")
+    for key in ("context_strength", "body_hint"):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not 0.0 <= value <= 1.0:
+            raise ValueError(f"{key} must be a number in [0, 1]; got {value!r}.")
+    if settings["show"] not in synthetic.SHOW:
+        raise ValueError(f"show must be one of {synthetic.SHOW}; got {settings['show']!r}.")
     return settings
 
 
@@ -211,7 +230,7 @@ def make_data(settings):
         out[split] = synthetic.generate(
             settings[f"num_{split}"], image_size=settings["image_size"],
             num_classes=settings["num_classes"], seed=[settings["data_seed"], index],
-            context_strength=settings.get("context_strength", ADDED_SETTINGS["context_strength"]))
+            **{k: settings.get(k, ADDED_SETTINGS[k]) for k in GENERATOR_SETTINGS})
     return out
 
 
@@ -377,7 +396,8 @@ def run_one(config_name, seed, settings, data=None, verbose=0):
         insert_at = list(get_backbone(settings["backbone"]).positions(cfg.method))
     tc = TrainConfig(
         dataset="synthetic", backbone=settings["backbone"], method=cfg.method,
-        method_kwargs=cfg.kwargs, weights="none", bn_momentum=settings["bn_momentum"],
+        method_kwargs=cfg.kwargs, weights=settings.get("weights", "none"),
+        bn_momentum=settings["bn_momentum"],
         insert_at=insert_at,
         image_size=settings["image_size"], batch_size=settings["batch_size"],
         epochs=settings["epochs"], lr=settings["lr"], lr_multiplier=settings["lr_multiplier"],
@@ -728,6 +748,14 @@ def build_parser():
     p.add_argument("--context-strength", type=float, default=None,
                    help="probability that an image's background shows its class's context "
                         "(synthetic.generate; default 0.5; 0 removes the background shortcut)")
+    p.add_argument("--body-hint", type=float, default=None,
+                   help="how much of the body colour comes from the class (synthetic.generate)")
+    p.add_argument("--show", default=None, choices=("all", "part", "body", "background"),
+                   help="train and test on one cue alone (synthetic.generate(show=...)); for "
+                        "measuring the benchmark's cue structure with --configs cam")
+    p.add_argument("--weights", default=None,
+                   help="the backbone's start: none (from scratch) or a weights file "
+                        "(default: the synthetic recipe's)")
     p.add_argument("--insert-at", default=None,
                    help="comma-separated layer names after which the method layers go, or "
                         "'backbone' for the backbone's default positions (default: the "
@@ -751,7 +779,7 @@ def main(argv=None):
         return 0
     overrides = {k: getattr(args, k) for k in (
         "image_size", "num_train", "num_val", "num_test", "epochs", "lr_decay_epochs",
-        "batch_size", "eval_batch_size", "context_strength")}
+        "batch_size", "eval_batch_size", "context_strength", "body_hint", "show", "weights")}
     if args.insert_at:
         overrides["insert_at"] = ("backbone" if args.insert_at.strip() == "backbone"
                                   else [t.strip() for t in args.insert_at.split(",") if t.strip()])

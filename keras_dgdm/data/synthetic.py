@@ -82,6 +82,15 @@ CONTEXTS = (
 
 _CHUNK = 64  # images rendered at once; fixed so that the output never depends on the machine
 
+#: What ``generate(show=...)`` can show: the benchmark, or one cue alone (cue-structure checks).
+SHOW = ("all", "part", "body", "background")
+_GREY = 128.0  # the flat fill of what ``show`` hides
+
+#: The source task of the pretrained start (the stand-in for ImageNet): 30 classes whose part
+#: codes and body colours are disjoint from those of the benchmark's classes (offsets 0-25),
+#: drawn from the same distributions. ``training/pretrain.py`` trains ``small_vgg`` on it.
+SOURCE_TASK = dict(num_classes=30, class_offset=26)
+
 
 class SyntheticData(NamedTuple):
     """Arrays returned by ``generate``.
@@ -117,12 +126,20 @@ class ClassDefinitions(NamedTuple):
     names: list
 
 
-def class_definitions(num_classes, class_seed=0):
+def class_definitions(num_classes, class_seed=0, class_offset=0):
     """The class-identifying properties of the synthetic benchmark.
 
+    All ``MAX_CLASSES`` (56) part codes are put in one order fixed by ``class_seed``, each with
+    its own body colour; a benchmark with ``num_classes`` classes takes the codes
+    ``class_offset .. class_offset + num_classes - 1`` of that order. Two benchmarks with the
+    same ``class_seed`` and non-overlapping ranges have disjoint classes: different part codes
+    and different body colours. That is how the source task of the pretrained start
+    (``SOURCE_TASK``) is kept apart from the target benchmark (offset 0).
+
     Args:
-        num_classes: number of classes, 2 to ``MAX_CLASSES`` (56).
+        num_classes: number of classes, 2 to ``MAX_CLASSES - class_offset``.
         class_seed: seed of the class definitions; keep it fixed across splits.
+        class_offset: index of the first class code taken (>= 0).
 
     Returns:
         A ``ClassDefinitions``.
@@ -131,17 +148,23 @@ def class_definitions(num_classes, class_seed=0):
         >>> defs = class_definitions(10)
         >>> defs.part_colours.shape
         (10, 2, 3)
+        >>> source = class_definitions(30, class_offset=26)  # disjoint from the first 26
     """
-    num_classes = _check_int(num_classes, "num_classes", 2, MAX_CLASSES)
+    class_offset = _check_int(class_offset, "class_offset", 0, MAX_CLASSES - 2)
+    num_classes = _check_int(num_classes, "num_classes", 2, MAX_CLASSES - class_offset)
     rng = np.random.default_rng([int(class_seed), 7919])
     p = len(PALETTE)
     codes = [(i, j) for i in range(p) for j in range(p) if i != j]
-    order = rng.permutation(len(codes))[:num_classes]
-    pairs = np.array([codes[k] for k in order])
+    order = rng.permutation(len(codes))
+    all_body_colours = rng.uniform(40, 215, size=(len(codes), 3)).astype(np.float32)
+    take = np.arange(class_offset, class_offset + num_classes)
+    pairs = np.array([codes[k] for k in order[take]])
     part_colours = PALETTE[pairs]  # (C, 2, 3)
-    body_colours = rng.uniform(40, 215, size=(num_classes, 3)).astype(np.float32)
-    contexts = (rng.permutation(num_classes) % len(CONTEXTS)).astype(np.int32)
-    names = [f"class_{c:02d}" for c in range(num_classes)]
+    body_colours = all_body_colours[take]
+    # Context types are balanced within the benchmark's own classes.
+    ctx_rng = np.random.default_rng([int(class_seed), 7919, class_offset])
+    contexts = (ctx_rng.permutation(num_classes) % len(CONTEXTS)).astype(np.int32)
+    names = [f"class_{c:02d}" for c in range(class_offset, class_offset + num_classes)]
     return ClassDefinitions(part_colours, body_colours, contexts, names)
 
 
@@ -151,12 +174,14 @@ def generate(
     num_classes=10,
     seed=0,
     class_seed=0,
-    body_hint=0.35,
+    class_offset=0,
+    body_hint=0.75,
     context_strength=0.5,
     clutter=6,
     object_scale=(0.4, 0.75),
     part_scale=(0.055, 0.075),
     noise=6.0,
+    show="all",
 ):
     """Generates ``num_images`` images of the synthetic WSOL benchmark (numpy only).
 
@@ -168,6 +193,8 @@ def generate(
         num_classes: number of classes, 2 to 56.
         seed: int or sequence of ints seeding the images (classes come from ``class_seed``).
         class_seed: seed of the class definitions (``class_definitions``).
+        class_offset: index of the first class code (``class_definitions``); 0 for the
+            benchmark, ``SOURCE_TASK["class_offset"]`` for the pretraining source task.
         body_hint: in [0, 1], how much of the body colour comes from the class (0: none).
         context_strength: in [0, 1], probability that the background shows the class's context
             rather than a random context type.
@@ -175,6 +202,11 @@ def generate(
         object_scale: (min, max) body length as a fraction of ``image_size``, in (0, 1].
         part_scale: (min, max) part radius as a fraction of ``image_size``, in (0, 0.25].
         noise: standard deviation of the per-pixel Gaussian noise, in grey levels (>= 0).
+        show: which cue the images show, for measuring the cue structure (``SHOW``): "all"
+            (the benchmark), "part" (only the part, on flat grey), "body" (only the body, the
+            part painted over in the body's colour, on flat grey) or "background" (the object
+            painted over in flat grey). Everything else (labels, boxes, masks, noise, the
+            random draws) is the same as with "all".
 
     Returns:
         A ``SyntheticData`` named tuple (images, labels, boxes, masks, part_boxes).
@@ -186,7 +218,9 @@ def generate(
     """
     num_images = _check_int(num_images, "num_images", 0, None)
     size = _check_int(image_size, "image_size", 24, None)
-    defs = class_definitions(num_classes, class_seed)
+    defs = class_definitions(num_classes, class_seed, class_offset)
+    if show not in SHOW:
+        raise ValueError(f"show must be one of {SHOW}; got {show!r}.")
     body_hint = _check_fraction(body_hint, "body_hint")
     context_strength = _check_fraction(context_strength, "context_strength")
     clutter = _check_int(clutter, "clutter", 0, None)
@@ -291,8 +325,14 @@ def generate(
         ring = d2 <= r2
         centre = d2 <= 0.3 * r2  # centre radius ~0.55 R: both colours take similar areas
         colours = defs.part_colours[labels[sl]] + part_jitter[sl]  # (m, 2, 3)
-        img = np.where(ring[..., None], colours[:, 1][:, None, None, :].astype(np.float32), img)
-        img = np.where(centre[..., None], colours[:, 0][:, None, None, :].astype(np.float32), img)
+        if show != "body":
+            img = np.where(ring[..., None], colours[:, 1][:, None, None, :].astype(np.float32),
+                           img)
+            img = np.where(centre[..., None],
+                           colours[:, 0][:, None, None, :].astype(np.float32), img)
+        if show != "all":
+            shown = {"part": ring, "body": body, "background": ~(body | ring)}[show]
+            img = np.where(shown[..., None], img, np.float32(_GREY))
         if noise > 0:
             img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(noise)
         images[sl] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
