@@ -35,7 +35,10 @@ Weights (the ``weights`` argument of ``build`` and of ``build_wsol_model``):
   ``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``) or a ``.weights.h5`` saved from
   ``keras.applications.VGG16(include_top=False, ...)``. Layers added after the application
   (``conv6``, the Inception head) are new and randomly initialised. For ``small_vgg`` the path
-  is a ``.weights.h5`` saved from the model ``get_backbone("small_vgg").build(...)`` returns.
+  is a ``.weights.h5`` of the headless network ``small_vgg_features`` (written by
+  ``save_small_vgg_features``); ``conv6`` is new, as on VGG16.
+* a bundled name (``BUNDLED_WEIGHTS``): ``"synthetic_source"`` for ``small_vgg``, pretrained on
+  the synthetic benchmark's source task (``training/pretrain.py``).
   (To restore a whole trained WSOL model, build it with ``weights=None`` and call
   ``model.load_weights(path)``.)
 """
@@ -56,10 +59,36 @@ __all__ = [
     "get_backbone",
     "load_application",
     "METHOD_NAMES",
+    "BUNDLED_WEIGHTS",
+    "resolve_weights",
+    "small_vgg_features",
+    "save_small_vgg_features",
 ]
 
 #: Methods that insert layers (``"cam"`` inserts none).
 METHOD_NAMES = ("adl", "sagd", "cagd", "dgdm")
+
+#: Weights files that ship with the package, by the name ``weights=`` accepts:
+#: ``"synthetic_source"`` is ``small_vgg`` pretrained on the synthetic source task (classes
+#: disjoint from the benchmark's; ``python training/pretrain.py`` remakes it), the stand-in for
+#: ImageNet weights in the synthetic benchmark.
+BUNDLED_WEIGHTS = {
+    ("small_vgg", "synthetic_source"): os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "weights",
+        "small_vgg_synthetic_source.weights.h5"),
+}
+
+
+def resolve_weights(weights, backbone):
+    """``weights`` with a bundled weights name (``BUNDLED_WEIGHTS``) replaced by its file path.
+
+    Example:
+        >>> resolve_weights("synthetic_source", "small_vgg").endswith(".weights.h5")
+        True
+    """
+    if isinstance(weights, str) and (backbone, weights) in BUNDLED_WEIGHTS:
+        return BUNDLED_WEIGHTS[(backbone, weights)]
+    return weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,8 +339,12 @@ def _build_inception_v3(input_shape, weights):
     return reconfigure_layers(model, mixed3, strides=(1, 1), name="inception_v3_cam")
 
 
-def _build_small_vgg(input_shape, weights):
-    _check_weights(weights, "small_vgg", pretrained=False)
+def small_vgg_features(input_shape):
+    """The headless ``small_vgg``: 4 conv blocks (32-64-128-256, BN + ReLU), pools after 1-3.
+
+    Its weights are what a ``small_vgg`` weights file holds (the ``*_notop`` analogue): the
+    backbone adds ``conv6`` (new, randomly initialised) on top, as VGG-GAP does on VGG16.
+    """
     inputs = keras.Input(tuple(input_shape), name="input")
     x = inputs
     for block, filters in enumerate((32, 64, 128, 256), start=1):
@@ -324,11 +357,42 @@ def _build_small_vgg(input_shape, weights):
             x = keras.layers.ReLU(name=f"{name}_relu")(x)
         if block < 4:
             x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
-    x = keras.layers.Conv2D(256, 3, padding="same", activation="relu", name="conv6")(x)
-    model = keras.Model(inputs, x, name="small_vgg")
+    return keras.Model(inputs, x, name="small_vgg_features")
+
+
+def save_small_vgg_features(model, path):
+    """Writes the headless ``small_vgg`` weights of ``model`` (any model holding its layers by
+    name, e.g. a trained ``build_wsol_model("small_vgg", ...)``) to ``path`` (.weights.h5).
+
+    Raises ValueError naming a ``small_vgg`` layer that ``model`` lacks.
+    """
+    features = small_vgg_features(model.input.shape[1:])
+    for layer in features.layers:
+        if not layer.weights:
+            continue
+        try:
+            source = model.get_layer(layer.name)
+        except ValueError:
+            raise ValueError(f"{model.name!r} has no small_vgg layer {layer.name!r}.") from None
+        layer.set_weights(source.get_weights())
+    features.save_weights(path)
+    return path
+
+
+def _build_small_vgg(input_shape, weights):
+    bundled = resolve_weights(weights, "small_vgg")
+    if bundled != weights and not os.path.isfile(bundled):
+        raise FileNotFoundError(
+            f"The bundled weights {weights!r} of backbone 'small_vgg' are missing ({bundled}); "
+            "remake them with `python training/pretrain.py`.")
+    weights = bundled
+    _check_weights(weights, "small_vgg", pretrained=False)
+    features = small_vgg_features(input_shape)
     if weights is not None:
-        model.load_weights(weights)
-    return model
+        features.load_weights(weights)
+    x = keras.layers.Conv2D(256, 3, padding="same", activation="relu", name="conv6")(
+        features.output)
+    return keras.Model(features.input, x, name="small_vgg")
 
 
 register_backbone(

@@ -794,8 +794,11 @@ def _check_data_dir(config: TrainConfig):
 
 
 def _check_weights_path(config: TrainConfig):
+    from keras_dgdm.backbones import resolve_weights
+
     w = config.model_weights
-    if w not in (None, "imagenet") and not os.path.exists(w):
+    if w not in (None, "imagenet") and resolve_weights(w, config.backbone) == w \
+            and not os.path.exists(w):
         raise FileNotFoundError(
             f"--weights {w!r}: no such file. Pass 'imagenet', 'none' or the path of a weights "
             "file (.weights.h5)."

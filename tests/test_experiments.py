@@ -174,6 +174,7 @@ def test_sweep_smoke_resumes_and_refuses_other_settings(tmp_path):
             assert 0.0 <= saved["test"][key] <= 100.0
         assert 0.0 <= saved["test"]["cam_threshold_from_val"] < 1
         assert len(saved["history"]["loss"]) == 1  # one epoch
+        assert (tmp_path / "figures" / f"{r['config']}-seed0.png").stat().st_size > 0
         # the part lies inside the object, so its box holds at most the object box's mass
         assert 0.0 <= saved["cam_mass"]["mass_in_part"] <= saved["cam_mass"]["mass_in_object"] + 1e-9
         if r["config"] == "cam":

@@ -11,7 +11,8 @@ numpy synthetic benchmark (``keras_dgdm.data.synthetic``), and writes:
     OUTPUT_DIR/runs/CONFIG-seedS.json   one file per finished (config, seed), written atomically
     OUTPUT_DIR/results.csv              one row per table row: mean and std over seeds
     OUTPUT_DIR/results.md               the table, laid out like the paper's Table 1
-    OUTPUT_DIR/results.png              bar chart of the four metrics (mean +- std)
+    OUTPUT_DIR/results.png              bar chart of the metrics (mean +- std)
+    OUTPUT_DIR/figures/CONFIG-seedS.png the first seed's CAMs on 8 test images, per config
 
 Resumable: a (config, seed) whose JSON exists is skipped; a JSON written with other settings
 (scale, sizes, epochs) is an error naming the file, so two scales never mix in one directory.
@@ -49,6 +50,7 @@ METRICS = (
     ("top1_clas", "Top-1 Clas"),
     ("gt_known_loc", "GT-known Loc"),
     ("top1_loc", "Top-1 Loc"),
+    ("max_box_acc", "MaxBoxAcc"),
     ("max_box_acc_v2", "MaxBoxAccV2"),
 )
 
@@ -360,7 +362,27 @@ def evaluate_split(model, data, settings, fixed_cam_threshold=None):
     return evaluator.result(), {k: v / total for k, v in mass.items()}
 
 
-def run_one(config_name, seed, settings, data=None, verbose=0):
+#: Test images shown in each run's CAM figure.
+FIGURE_IMAGES = 8
+
+
+def save_cam_figure(model, data, cam_threshold, path, num_images=FIGURE_IMAGES):
+    """The first ``num_images`` test images with their GT-class CAMs, GT boxes (red) and the
+    box at ``cam_threshold`` (green), titled with the GT and predicted class."""
+    from keras_dgdm.cam import compute_cams
+    from keras_dgdm.localization import box_from_cam
+    from keras_dgdm.viz import save_grid
+
+    images, labels = data.images[:num_images], data.labels[:num_images]
+    res = compute_cams(model, images, classes=labels)
+    predictions = np.asarray(res.logits).argmax(axis=-1)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return save_grid(path, images, res.cams, [b[None] for b in data.boxes[:num_images]],
+                     [np.asarray(box_from_cam(c, cam_threshold)) for c in res.cams],
+                     titles=[f"gt {g} / pred {p}" for g, p in zip(labels, predictions)])
+
+
+def run_one(config_name, seed, settings, data=None, verbose=0, figure_path=None):
     """Trains and evaluates one (config, seed); returns the result dict (see ``run_path``).
 
     Args:
@@ -369,6 +391,7 @@ def run_one(config_name, seed, settings, data=None, verbose=0):
         settings: from ``settings_for``.
         data: ``make_data(settings)`` (generated here when None).
         verbose: keras fit verbosity.
+        figure_path: where to write the run's CAM figure (``save_cam_figure``), or None.
 
     Returns:
         dict with "config", "method", "method_kwargs", "seed", "settings", "backend",
@@ -423,10 +446,13 @@ def run_one(config_name, seed, settings, data=None, verbose=0):
     test_all, mass = evaluate_split(model, data["test"], settings, fixed_cam_threshold=threshold)
     drop_stats = drop_statistics(model, data["test"].images[:DROP_STATS_IMAGES],
                                  batch_size=settings["eval_batch_size"])
+    if figure_path:
+        save_cam_figure(model, data["test"], threshold, figure_path)
     test = {
         "top1_clas": test_all["top1_clas"],
         "gt_known_loc": test_all["gt_known_loc_at_fixed"],
         "top1_loc": test_all["top1_loc_at_fixed"],
+        "max_box_acc": test_all["max_box_acc"],
         "max_box_acc_v2": test_all["max_box_acc_v2"],
         "cam_threshold_from_val": threshold,
     }
@@ -443,6 +469,11 @@ def run_one(config_name, seed, settings, data=None, verbose=0):
 def run_path(output_dir, config_name, seed):
     """``OUTPUT_DIR/runs/CONFIG-seedS.json``."""
     return os.path.join(output_dir, "runs", f"{config_name}-seed{int(seed)}.json")
+
+
+def figure_path(output_dir, config_name, seed):
+    """``OUTPUT_DIR/figures/CONFIG-seedS.png``: the CAM figure of a run of the first seed."""
+    return os.path.join(output_dir, "figures", f"{config_name}-seed{int(seed)}.png")
 
 
 def _write_json(path, payload):
@@ -537,7 +568,8 @@ def run_sweep(output_dir, settings, configs=None, seeds=(0, 1, 2), log=print, af
             t0 = time.time()
             if data is None:
                 data = make_data(settings)
-            result = run_one(key[0], key[1], settings, data=data)
+            figure = figure_path(output_dir, *key) if key[1] == seeds[0] else None
+            result = run_one(key[0], key[1], settings, data=data, figure_path=figure)
             _write_json(run_path(output_dir, *key), result)
             longest = max(longest, time.time() - t0)
             t = result["test"]
@@ -602,9 +634,9 @@ def table_rows(results):
             rs = results.get(config, [])
             row = {"block": block, "label": CONFIGS[config].label, "setting": setting,
                    "config": config, "seeds": [r["seed"] for r in rs]}
-            for key, _ in METRICS:
-                row[f"{key}_mean"], row[f"{key}_std"], _n = summarize(
-                    [r["test"][key] for r in rs])
+            for key, _ in METRICS:  # runs saved before a metric was added lack it
+                row[f"{key}_mean"], row[f"{key}_std"], row[f"{key}_n"] = summarize(
+                    [r["test"][key] for r in rs if key in r["test"]])
             for key in ("mass_in_part", "mass_in_object"):
                 row[f"{key}_mean"], row[f"{key}_std"], _n = summarize(
                     [100.0 * r["cam_mass"][key] for r in rs])
@@ -632,8 +664,12 @@ def format_table(rows, settings=None):
             f"{settings['batch_size']}, lr {settings['lr']} (x{settings['lr_multiplier']} new "
             f"layers), decay x{settings['lr_decay_rate']} after epoch "
             f"{settings['lr_decay_epochs']}, bn_momentum {settings['bn_momentum']}, method "
-            f"layers after {settings.get('insert_at')}, background context strength "
-            f"{settings.get('context_strength', ADDED_SETTINGS['context_strength'])}. Test split, "
+            f"layers after {settings.get('insert_at')}, start "
+            f"{settings.get('weights', ADDED_SETTINGS['weights'])}, benchmark version "
+            f"{settings.get('benchmark_version', ADDED_SETTINGS['benchmark_version'])} (body_hint "
+            f"{settings.get('body_hint', ADDED_SETTINGS['body_hint'])}, context strength "
+            f"{settings.get('context_strength', ADDED_SETTINGS['context_strength'])}, images "
+            f"show {settings.get('show', ADDED_SETTINGS['show'])}). Test split, "
             "CAM threshold chosen on val; mean ± sample std over seeds.")
         lines.append("")
     head = ["Method", "Setting", "Seeds"] + [t for _, t in METRICS] + [
@@ -647,7 +683,7 @@ def format_table(rows, settings=None):
             lines.append(f"| **{block}** |" + " |" * (len(head) - 1))
         n = len(row["seeds"])
         cells = [row["label"], row["setting"] or "-", ",".join(map(str, row["seeds"])) or "-"]
-        cells += [_pm(row[f"{k}_mean"], row[f"{k}_std"], n) for k, _ in METRICS]
+        cells += [_pm(row[f"{k}_mean"], row[f"{k}_std"], row[f"{k}_n"]) for k, _ in METRICS]
         cells += [_pm(row[f"{k}_mean"], row[f"{k}_std"], n)
                   for k in ("mass_in_part", "mass_in_object")]
         cells.append(_pm(row["erased_mean"], row["erased_std"], row["erased_n"])

@@ -319,10 +319,11 @@ def load_synthetic(split, data_dir=None, num_images=None, image_size=64, num_cla
             example["mask"] = record["mask"]
         return example
 
-    class_seed = generator_options.get("class_seed", 0)
+    defs = synthetic.class_definitions(num_classes, generator_options.get("class_seed", 0),
+                                       generator_options.get("class_offset", 0))
     return WSOLData(
         name="synthetic", split=split, num_classes=num_classes,
-        class_names=synthetic.class_definitions(num_classes, class_seed).names,
+        class_names=defs.names,
         num_examples=n, has_masks=True, report=SkipReport("synthetic", split, total=n),
         max_boxes=1, records=records, decode=decode, arrays=arrays,
     )
