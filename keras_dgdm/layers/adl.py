@@ -12,8 +12,8 @@ class ADL(SAGD):
 
     The baseline that SAGD extends, and exactly SAGD with ``block_size=1`` and no background
     stage (it reuses SAGD's code): ``M_self`` is the channel-wise mean of the input; the drop
-    mask is 0 where ``M_self > drop_threshold * max(M_self)`` (max per sample), pixel by pixel,
-    and 1 elsewhere; the importance map is ``sigmoid(M_self)``. At each training call ONE draw
+    mask is 0 where ``M_self >= drop_threshold * max(M_self)`` (max per sample; the reference
+    ADL keeps ``attention < threshold``), pixel by pixel, and 1 elsewhere; the importance map is ``sigmoid(M_self)``. At each training call ONE draw
     picks the drop mask with probability ``drop_rate``, the importance map otherwise, and the
     chosen map is multiplied into the input (shared across channels). At inference the input
     tensor itself is returned. No weights.

@@ -13,9 +13,9 @@ class DGDM(_common.AttentionDropoutLayer):
     As in the paper's Fig. 2, at each training call
     ``output = input x (selected SAGD map) x (CAGD channel mask)``:
 
-    * the spatial map is SAGD's drop mask ``M_drop2`` (most discriminative part above
-      ``drop_threshold * max(M_self)`` and background below
-      ``background_threshold * max(M_self)`` set to 0, grown into ``block_size`` blocks) with
+    * the spatial map is SAGD's drop mask ``M_drop2`` (the most discriminative part, at or
+      above ``drop_threshold * max(M_self)``, grown into ``block_size`` blocks; the background,
+      below ``background_threshold * max(M_self)``, position by position) with
       probability ``drop_rate``, or else the importance map ``sigmoid(M_self)``, ONE draw per
       call (see :class:`~keras_dgdm.layers.SAGD`);
     * the channel mask ``M_drop1`` is applied at every training call: channels whose global
@@ -30,7 +30,8 @@ class DGDM(_common.AttentionDropoutLayer):
     Defaults are the paper's best settings: ``drop_rate=0.75``, ``block_size=3``, ``beta=3``,
     ``alpha=0.5``. ``drop_threshold=0.8`` is ADL's VGG value, which the paper follows
     ("following the settings of [3]"; ADL uses 0.9 for ResNet). The paper gives no value for
-    delta_l: ``background_threshold=0.1`` is this library's choice.
+    delta_l: the ``background_threshold`` default is this library's reading (see
+    :class:`~keras_dgdm.layers.SAGD`).
 
     Distributed training: under ``tf.distribute.MirroredStrategy`` the seed generator's state is
     mirrored, so every replica makes the same draws. The drop-mask-vs-importance-map choice is

@@ -14,14 +14,18 @@ class SAGD(_common.AttentionDropoutLayer):
     from it:
 
     * the importance map ``sigmoid(M_self)`` (paper eq. 2);
-    * the drop mask ``M_drop2`` (paper eq. 4): 0 where ``M_self > drop_threshold * max(M_self)``
-      (the most discriminative part, the paper's delta_h) or
-      ``M_self < background_threshold * max(M_self)`` (background, delta_l), max taken per
-      sample, 1 elsewhere; the dropped positions then grow into contiguous
-      ``block_size x block_size`` blocks (DropBlock-style max-pool of the dropped indicator,
-      stride 1, 'same' padding). For an even ``block_size`` the block's extra row lies above
-      and its extra column left of the dropped pixel (``block_size=2``: rows ``r-1, r``,
-      columns ``c-1, c``).
+    * the drop mask ``M_drop2`` (paper eq. 4), 0 = dropped, in two stages:
+
+      - stage 1, the most discriminative part: positions with
+        ``M_self >= drop_threshold * max(M_self)`` (the paper's delta_h; max per sample; ``>=``
+        as in the reference ADL), grown into contiguous ``block_size x block_size`` blocks
+        (DropBlock-style max-pool of the seeds, stride 1, 'same' padding). For an even
+        ``block_size`` the block's extra row lies above and its extra column left of the seed
+        (``block_size=2``: rows ``r-1, r``, columns ``c-1, c``);
+      - stage 2, the background: positions with ``M_self < background_threshold *
+        max(M_self)`` (delta_l), each dropped alone, not grown: the paper's stage 2 removes "a
+        small set of background", and blocks grown around background positions eat the object
+        from outside.
 
     At each training call ONE uniform draw picks the drop mask with probability ``drop_rate``
     and the importance map otherwise ("we randomly select one of these two maps at each
@@ -42,9 +46,11 @@ class SAGD(_common.AttentionDropoutLayer):
             ``M_self`` (0.8, ADL's VGG value which the paper follows).
         background_threshold: float in [0, drop_threshold), delta_l as a fraction of the
             per-sample max of ``M_self``; ``None`` or 0 disables the background stage. The paper
-            gives no value: 0.1 is this library's choice.
-        block_size: int >= 1, side of the dropped blocks (1 = pixel-wise like ADL; 3 = the
-            paper's best with the background stage), or ``"adaptive"`` for the paper's Adap_7,
+            gives no value; this library's default is chosen so that the stage removes a small
+            share of the non-zero positions of trained maps (EXPERIMENTS.md;
+            ``keras_dgdm.diagnostics.drop_statistics`` measures it on your model).
+        block_size: int >= 1, side of the part's dropped blocks (1 = pixel-wise like ADL; 3 =
+            the paper's best with the background stage), or ``"adaptive"`` for the paper's Adap_7,
             ``ceil(min(H, W) / 7)`` (resolved when the layer is built; a 14x14 map gives 2).
         seed: int or None, seed of the layer's ``keras.random.SeedGenerator``.
         data_format: ``"channels_last"``, ``"channels_first"`` or None for
