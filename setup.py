@@ -16,15 +16,22 @@ setup(
         "tensorflow>=2.16",  # Keras 3; tf.data, tfds, SavedModel export, tf.distribute
         "keras>=3.4",
         "numpy>=1.26",
-        "scipy>=1.10",  # connected components for the reference-compatible box extraction
         "numba>=0.59",  # the nested-threshold box search (see keras_dgdm/localization.py)
         "matplotlib>=3.7",  # figures (keras_dgdm/viz.py)
         "pillow>=10",  # image decoding checks in the raw-folder loaders
         "tensorflow-datasets>=4.9",  # CUB-200-2011 and Stanford Cars through tfds
+        # What tensorflow-datasets needs to download and prepare caltech_birds2011 / cars196 but
+        # does not declare: importlib_resources (tfds / etils on the download_and_prepare path),
+        # cv2 (caltech_birds2011 decodes the segmentation masks with it) and scipy (cars196
+        # reads its .mat annotations with scipy.io). Tested: tests/test_data_tfds.py.
+        "importlib_resources>=6",
+        "opencv-python-headless>=4.8",
+        "scipy>=1.10",
         "tensorboard>=2.16",  # the run directory's logs/ (TensorFlow 2.21 no longer pulls it in)
     ],
     extras_require={
-        # opencv: the reference evaluator (cv2 contours) that tests and benchmarks compare against.
-        "test": ["pytest>=7", "opencv-python-headless>=4.8"],
+        # jax: the JAX-backend runs of the backend-agnostic tests and the 2-process training
+        # test (Keras' numpy backend imports jax too); the tested range.
+        "test": ["pytest>=7", "jax>=0.10,<0.11"],
     },
 )
