@@ -802,18 +802,33 @@ def _check_weights_path(config: TrainConfig):
         )
 
 
+def _imagenet_unavailable(config: TrainConfig, error: Exception) -> str:
+    """The message for a failed ``--weights imagenet`` download, in the flags' words."""
+    import re
+
+    cause = error.__cause__ or error
+    url = re.search(r"https?://\S+?\.h5", str(cause))
+    where = url.group(0) if url else f"the headless ('*_notop.h5') {config.backbone} weights file"
+    return (f"--weights imagenet: could not download the ImageNet weights of backbone "
+            f"{config.backbone!r} ({type(cause).__name__}: {cause}). Without network access, "
+            f"pass --weights none to start from random weights, or download {where} elsewhere "
+            "and pass --weights PATH (or copy the file into ~/.keras/models/).")
+
+
 def prepare(config: TrainConfig):
     """Everything before the first training step; every setup error is raised here.
 
     Order: resolve and validate the config (names list the choices; hyperparameters go
     through the layer's own validation), check the run directory and the weights path, set
     the seed / precision / strategy, build and compile the model (a failed imagenet download
-    says how to pass a local file), then load the data index (a missing data directory says
-    where to get the data and the layout expected).
+    says how to pass a local file), then load and validate every split the run will use
+    (train, val, and test when evaluating; a missing data directory says where to get the
+    data and the layout expected, bad files are reported now, not after training).
 
     Returns:
         dict with "config" (resolved), "saved" (the run directory's previous config or None),
-        "strategy", "policy", "model", "train_data", "val_data", "steps_per_epoch".
+        "strategy", "policy", "model", "train_data", "val_data", "test_data" (None without
+        evaluation), "steps_per_epoch".
 
     Raises:
         SetupError (a ValueError) carrying the underlying message.
@@ -832,15 +847,15 @@ def prepare(config: TrainConfig):
         num_classes = _known_num_classes(config)
         model = None
         if num_classes is not None:
-            with strategy.scope():
-                model = build_model(config, num_classes)
+            model = _build_in_scope(config, num_classes, strategy)
         options = dict(config.data_options)
         train_data = wsol_data.load(config.dataset, "train", data_dir=config.data_dir, **options)
         val_data = wsol_data.load(config.dataset, "val", data_dir=config.data_dir, **options)
+        test_data = wsol_data.load(config.dataset, "test", data_dir=config.data_dir,
+                                   **options) if config.evaluate else None
         if model is None or train_data.num_classes != num_classes:
             keras.utils.set_random_seed(config.seed)
-            with strategy.scope():
-                model = build_model(config, train_data.num_classes)
+            model = _build_in_scope(config, train_data.num_classes, strategy)
         one_epoch = wsol_data.train_pipeline(train_data, config.image_size, config.batch_size,
                                              seed=config.seed, shuffle=True, repeat=False)
         steps_per_epoch = config.steps_per_epoch or _num_batches(one_epoch)
@@ -856,7 +871,18 @@ def prepare(config: TrainConfig):
     except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as e:
         raise SetupError(str(e)) from e
     return dict(config=config, saved=saved, strategy=strategy, policy=policy, model=model,
-                train_data=train_data, val_data=val_data, steps_per_epoch=steps_per_epoch)
+                train_data=train_data, val_data=val_data, test_data=test_data,
+                steps_per_epoch=steps_per_epoch)
+
+
+def _build_in_scope(config: TrainConfig, num_classes: int, strategy):
+    with strategy.scope():
+        try:
+            return build_model(config, num_classes)
+        except RuntimeError as e:
+            if config.model_weights != "imagenet":
+                raise
+            raise SetupError(_imagenet_unavailable(config, e)) from e
 
 
 def train(config: TrainConfig, callbacks=(), verbose: int = 1) -> dict:
@@ -924,8 +950,7 @@ def train(config: TrainConfig, callbacks=(), verbose: int = 1) -> dict:
     if config.evaluate:
         from keras_dgdm import evaluation
 
-        test_data = wsol_data.load(config.dataset, "test", data_dir=config.data_dir,
-                                   **config.data_options)
+        test_data = ctx["test_data"]
         val_metrics = evaluation.evaluate_split(
             model, val_data, config.image_size, config.eval_batch_size,
             os.path.join(config.run_dir, "eval", "val"), split="val",
