@@ -15,6 +15,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cli_support  # noqa: E402  (training/ is on sys.path; standard library only)
 
 
 def parse_value(text):
@@ -98,7 +101,10 @@ def build_parser():
     r.add_argument("--no-export", action="store_true")
     r.add_argument("--export-dir", default="saved_models")
     r.add_argument("--export-version", type=int, default=1)
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--quiet", action="store_true",
+                   help="no progress output (default: a progress bar on a terminal, one line "
+                        "per epoch otherwise)")
+    r.add_argument("--debug", action="store_true", help=cli_support.DEBUG_HELP)
     return p
 
 
@@ -124,17 +130,20 @@ def config_from_args(args):
 
 
 def main(argv=None):
-    """Parses ``argv``, trains, prints the metrics table. Exits 2 with a message on bad input."""
+    """Parses ``argv``, trains, prints the metrics table. A user's error (bad flags, data or
+    paths, no network for downloads) exits 2 with one message; ``--debug`` shows the traceback."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = cli_support.start(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     from keras_dgdm import evaluation, training
 
-    try:
+    with cli_support.user_errors("fit.py", (training.SetupError, OSError), debug or args.debug,
+                                 interrupted="; rerun the same command to resume"):
         # Logical CPU devices must exist before TensorFlow initialises its devices.
         training.configure_cpu_devices(args.devices)
-        result = training.train(config_from_args(args), verbose=0 if args.quiet else 1)
-    except training.SetupError as e:
-        parser.exit(2, f"fit.py: error: {e}\n")
+        result = training.train(config_from_args(args),
+                                verbose=cli_support.fit_verbosity(args.quiet))
     print(f"\nrun directory: {result['run_dir']} ({result['epochs_done']} epochs)")
     if result.get("train_accuracy") is not None:
         print(f"last epoch: train accuracy {100 * result['train_accuracy']:.2f} %, "
