@@ -1,4 +1,7 @@
 import os
+import socket
+
+import pytest
 
 # The suite runs on the TensorFlow backend unless the caller chose another one.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -16,3 +19,26 @@ if os.environ["KERAS_BACKEND"] == "tensorflow":
         )
     except RuntimeError:  # devices already initialised by an earlier import
         pass
+
+
+_LOCAL = ("localhost", "127.0.0.1", "::1", "", None)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Tests never touch the network: name lookups and connections beyond localhost fail, as
+    they do on a machine without network."""
+    lookup, connect = socket.getaddrinfo, socket.socket.connect
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in _LOCAL:
+            raise socket.gaierror(socket.EAI_NONAME, f"no network in the tests ({host})")
+        return lookup(host, *args, **kwargs)
+
+    def guarded_connect(sock, address):
+        if isinstance(address, tuple) and address[0] not in _LOCAL:
+            raise OSError(f"no network in the tests ({address[0]})")
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
