@@ -216,6 +216,13 @@ def _fit_error(argv, capsys):
     (["--dataset", "metadata", "--data-dir", "/nowhere/ilsvrc"],
      "/nowhere/ilsvrc' does not exist. Expected .*image_ids.txt"),
     (["--epochs", "0"], "epochs must be an integer >= 1"),
+    (["--strategy", "multiworker"], r"--strategy multiworker: Keras 3's model.fit under "
+     r"TensorFlow's MultiWorkerMirroredStrategy is broken upstream \(keras-team/keras#20585\)"
+     r".* KERAS_BACKEND=jax python training/fit.py --coordinator HOST:PORT --num-processes N"),
+    (["--num-processes", "2", "--process-id", "1", "--coordinator", "127.0.0.1:9"],
+     r"--num-processes 2 needs the JAX backend \(now 'tensorflow'\)"),
+    (["--num-processes", "2", "--process-id", "2", "--coordinator", "127.0.0.1:9"],
+     r"--process-id must be an integer in \[0, 2\)"),
 ])
 def test_cli_errors_before_any_data(argv, expected, no_data, capsys, tmp_path):
     err = _fit_error(argv + ["--output-dir", str(tmp_path)], capsys)

@@ -89,7 +89,21 @@ def build_parser():
     r.add_argument("--output-dir", default="runs", help="runs go to OUTPUT_DIR/RUN_NAME")
     r.add_argument("--run-name", default=None,
                    help="default: DATASET-BACKBONE-METHOD-SIZEpx-seedSEED")
-    r.add_argument("--strategy", default="auto", choices=STRATEGIES)
+    r.add_argument("--strategy", default="auto", choices=STRATEGIES,
+                   help="multiworker: TensorFlow's is refused (broken upstream); several hosts "
+                        "train with the JAX backend and --num-processes")
+    r.add_argument("--num-processes", type=int,
+                   default=os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1"),
+                   help="processes (hosts) training together, JAX backend: every one runs the "
+                        "same command with its --process-id (env KERAS_DISTRIBUTION_NUM_PROCESSES)")
+    r.add_argument("--process-id", type=int,
+                   default=os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", "0"),
+                   help="this process's index; 0 writes the run directory, evaluates and exports "
+                        "(env KERAS_DISTRIBUTION_PROCESS_ID)")
+    r.add_argument("--coordinator", metavar="HOST:PORT",
+                   default=os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"),
+                   help="where process 0 coordinates the run, the same for every process (env "
+                        "KERAS_DISTRIBUTION_JOB_ADDRESSES)")
     r.add_argument("--devices", type=_csv, default=None,
                    help="e.g. /gpu:0,/gpu:1 or /cpu:0,/cpu:1 (two replicas on one CPU)")
     r.add_argument("--mixed-precision", nargs="?", const="auto", default=None,
@@ -129,6 +143,15 @@ def config_from_args(args):
     )
 
 
+def _join_processes(args, setup_error):
+    from keras_dgdm import distributed
+
+    try:
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    except ValueError as e:
+        raise setup_error(str(e)) from e
+
+
 def main(argv=None):
     """Parses ``argv``, trains, prints the metrics table. A user's error (bad flags, data or
     paths, no network for downloads) exits 2 with one message; ``--debug`` shows the traceback."""
@@ -140,8 +163,11 @@ def main(argv=None):
 
     with cli_support.user_errors("fit.py", (training.SetupError, OSError), debug or args.debug,
                                  interrupted="; rerun the same command to resume"):
-        # Logical CPU devices must exist before TensorFlow initialises its devices.
+        # Logical CPU devices must exist before TensorFlow initialises its devices, and the
+        # processes of a multi-process run must connect before JAX computes anything.
         training.configure_cpu_devices(args.devices)
+        if args.num_processes != 1:
+            _join_processes(args, training.SetupError)
         result = training.train(config_from_args(args),
                                 verbose=cli_support.fit_verbosity(args.quiet))
     print(f"\nrun directory: {result['run_dir']} ({result['epochs_done']} epochs)")
