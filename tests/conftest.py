@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import socket
 
@@ -42,3 +43,19 @@ def _no_network(monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+
+
+@pytest.fixture
+def training_script():
+    """``training_script("fit")``: a command-line script of training/ loaded as a module (its
+    ``main(argv)`` then runs in this process, without a new TensorFlow start-up)."""
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training")
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(f"_script_{name}",
+                                                      os.path.join(root, f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -203,16 +203,6 @@ def test_evaluate_missing_model_is_one_message(tmp_path, capsys):
     assert err.startswith(f"evaluate.py: error: {tmp_path / 'no_run'}: no such file or directory")
 
 
-def _serving_client():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "_cli_serving_client", os.path.join(REPO, "training", "serving_client.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _closed_port():
     """A localhost port nobody listens on (bound, then released)."""
     with socket.socket() as s:
@@ -220,8 +210,8 @@ def _closed_port():
         return s.getsockname()[1]
 
 
-def test_serving_client_without_a_server_says_so(tmp_path, capsys):
-    client = _serving_client()
+def test_serving_client_without_a_server_says_so(tmp_path, capsys, training_script):
+    client = training_script("serving_client")
     image = tmp_path / "bird.png"
     image.write_bytes(b"\x89PNG\r\n\x1a\n")
     port = _closed_port()

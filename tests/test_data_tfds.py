@@ -3,7 +3,6 @@ caltech_birds2011 and cars196, with tfds's download manager answering from small
 folders made here (the files the real URLs serve, laid out the same way); and what a user without
 network sees. tests/conftest.py blocks the network, so nothing here can reach it.
 """
-import importlib.util
 import io
 import os
 import tarfile
@@ -16,8 +15,6 @@ from PIL import Image
 from keras_dgdm import data as D
 from keras_dgdm.data import tfds_download
 from keras_dgdm.data.validation import DataError
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _jpeg(w, h, value):
@@ -219,24 +216,17 @@ def test_failed_download_is_a_data_error_with_the_cause(tmp_path, monkeypatch):
             "Without network") in str(info.value)
 
 
-def _fit():
-    spec = importlib.util.spec_from_file_location(
-        "_cli_fit_tfds", os.path.join(REPO, "training", "fit.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("dataset, host", [("cub", "data.caltech.edu"),
                                            ("cars", "ai.stanford.edu")])
-def test_fit_without_network_ends_in_one_message(dataset, host, tmp_path, capsys, monkeypatch):
+def test_fit_without_network_ends_in_one_message(dataset, host, tmp_path, capsys, monkeypatch,
+                                                 training_script):
     """``fit.py --dataset cub`` from a fresh install, no data, no network (issue: a ~50-line
     traceback inside tensorflow-datasets)."""
     from tensorflow_datasets.core import constants
 
     monkeypatch.setattr(constants, "DATA_DIR", str(tmp_path / "tensorflow_datasets"))  # ~/...
     with pytest.raises(SystemExit) as info:
-        _fit().main(["--dataset", dataset, "--weights", "none",
+        training_script("fit").main(["--dataset", dataset, "--weights", "none",
                      "--output-dir", str(tmp_path / "runs")])
     assert info.value.code == 2
     err = capsys.readouterr().err.splitlines()
@@ -246,13 +236,14 @@ def test_fit_without_network_ends_in_one_message(dataset, host, tmp_path, capsys
     assert f"Cannot connect to {host}" in err[0] and "--data-dir DIR" in err[0]
 
 
-def test_fit_trains_on_cub_prepared_through_tfds(tmp_path, downloads, monkeypatch):
+def test_fit_trains_on_cub_prepared_through_tfds(tmp_path, downloads, monkeypatch,
+                                                 training_script):
     from tensorflow_datasets.core import constants
 
     table, _ = make_cub_download(tmp_path / "dl")
     downloads(table)
     monkeypatch.setattr(constants, "DATA_DIR", str(tmp_path / "tensorflow_datasets"))
-    result = _fit().main([
+    result = training_script("fit").main([
         "--dataset", "cub", "--backbone", "small_vgg",
         "--weights", "none", "--image-size", "32", "--batch-size", "2", "--epochs", "1",
         "--data-option", "holdout_fraction=0.5", "--no-export", "--quiet",
