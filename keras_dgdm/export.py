@@ -282,7 +282,9 @@ def _serving_module_class():
                 ], summarize=8),
             ]
             with tf.control_dependencies(checks):
-                return tf.reshape(class_ids, [-1])
+                # identity, not reshape: a reshape of a rank-1 tensor is removed by the graph
+                # optimizer, and the checks' ordering with it (the gathers would fail first).
+                return tf.identity(class_ids)
 
         def _decode(self, image_bytes):
             image_bytes = tf.reshape(image_bytes, [-1])
@@ -356,9 +358,11 @@ def _serving_module_class():
 
         # ---- signatures -----------------------------------------------------------------
         def signatures(self):
-            images = tf.TensorSpec(None, tf.float32, name="images")
+            # Declared shapes: what `saved_model_cli show` and TF Serving's metadata tell a
+            # client; a request of another shape still meets the in-graph checks' messages.
+            images = tf.TensorSpec([None, self.height, self.width, 3], tf.float32, name="images")
             image_bytes = tf.TensorSpec([None], tf.string, name="image_bytes")
-            class_ids = tf.TensorSpec(None, tf.int32, name="class_ids")
+            class_ids = tf.TensorSpec([None], tf.int32, name="class_ids")
 
             @tf.function(input_signature=[images])
             def serving_default(images):

@@ -12,8 +12,9 @@ The pieces, each usable on its own:
 * ``ScaledSGD``: SGD with momentum, PyTorch-style (coupled) weight decay, and a learning-rate
   multiplier on chosen variables (new layers train at 10x the lr of pretrained ones).
 * ``step_decay``: the step learning-rate decay of the reference recipes.
-* ``make_strategy``: MirroredStrategy / MultiWorkerMirroredStrategy (TensorFlow) or
-  ``keras.distribution.DataParallel`` (JAX) — existing engines only.
+* ``make_strategy``: MirroredStrategy (TensorFlow) or ``keras.distribution.DataParallel``
+  over the devices of every process (JAX; several hosts: ``keras_dgdm.distributed``) —
+  existing engines only.
 * ``train(config)``: build, fit (resumable), evaluate, write figures and export.
 
 A run directory holds::
@@ -54,6 +55,8 @@ from typing import Any, Optional
 
 import keras
 import numpy as np
+
+from keras_dgdm import distributed
 
 # --------------------------------------------------------------------------------------------
 # Recipes
@@ -534,9 +537,10 @@ def make_strategy(name: str = "auto", devices=None):
 
     TensorFlow: "auto" = ``tf.distribute.MirroredStrategy`` over all visible GPUs when there are
     several, else the default strategy; "mirrored" = MirroredStrategy over ``devices`` (all GPUs
-    when None); "multiworker" = ``MultiWorkerMirroredStrategy`` (configured by ``TF_CONFIG``);
-    "none" = the default strategy. JAX: "auto"/"data_parallel"/"mirrored" set
-    ``keras.distribution.DataParallel`` over the JAX devices when there are several.
+    when None); "none" = the default strategy; "multiworker" is refused (Keras 3's fit under
+    MultiWorkerMirroredStrategy is broken upstream; the message names the JAX route). JAX:
+    "auto"/"data_parallel"/"mirrored"/"multiworker" set ``keras.distribution.DataParallel`` over
+    the JAX devices of every process (``keras_dgdm.distributed``) when there are several.
 
     Returns:
         an object with ``.scope()`` and ``.num_replicas_in_sync``.
@@ -548,7 +552,7 @@ def make_strategy(name: str = "auto", devices=None):
         import tensorflow as tf
 
         if name == "multiworker":
-            return tf.distribute.MultiWorkerMirroredStrategy()
+            raise ValueError("--strategy multiworker: " + distributed.MULTIWORKER_ON_TENSORFLOW)
         if name == "mirrored":
             return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
         if name == "data_parallel":
@@ -557,13 +561,15 @@ def make_strategy(name: str = "auto", devices=None):
         if name == "auto" and len(tf.config.list_logical_devices("GPU")) > 1:
             return tf.distribute.MirroredStrategy()
         return tf.distribute.get_strategy()
-    if name in ("multiworker",):
-        raise ValueError(f"strategy {name!r} needs the TensorFlow backend (now {backend!r}).")
     if backend == "jax" and name != "none":
-        devs = keras.distribution.list_devices()
+        devs = keras.distribution.list_devices()  # every process's devices
         if len(devs) > 1 or name != "auto":
-            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devs))
+            # Several processes: each feeds its own shard (distributed.shard), not Keras' split.
+            keras.distribution.set_distribution(keras.distribution.DataParallel(
+                devices=devs, auto_shard_dataset=distributed.process_count() == 1))
             return _NoScope(len(devs))
+    elif backend != "tensorflow" and name == "multiworker":
+        raise ValueError(f"strategy 'multiworker' needs the JAX backend (now {backend!r}).")
     return _NoScope(1)
 
 
@@ -616,21 +622,38 @@ def _num_batches(dataset) -> Optional[int]:
     return n
 
 
-def training_stream(data, config: TrainConfig, start_epoch: int, steps_per_epoch: int):
+def training_stream(data, config: TrainConfig, start_epoch: int, steps_per_epoch: int,
+                    batch_size: Optional[int] = None):
     """The training batches of epochs ``start_epoch .. epochs-1``, epoch ``e`` seeded ``seed+e``.
 
     Each epoch's order and augmentation depend only on (seed, epoch), never on how many epochs
     this process has already run: that is what makes a resumed run equal an uninterrupted one.
+    ``batch_size`` (default ``config.batch_size``): this process's share of a global batch.
     """
     from keras_dgdm.data import train_pipeline
 
     stream = None
     for epoch in range(start_epoch, config.epochs):
-        ds = train_pipeline(data, config.image_size, config.batch_size,
+        ds = train_pipeline(data, config.image_size, batch_size or config.batch_size,
                             seed=config.seed + epoch, shuffle=True, repeat=True)
         ds = ds.take(steps_per_epoch)
         stream = ds if stream is None else stream.concatenate(ds)
     return stream
+
+
+def validation_stream(data, config: TrainConfig):
+    """The val batches ``model.fit`` reports ``val_accuracy`` on. On several processes each
+    feeds an equal share, whole batches only (the processes step together); None if none."""
+    from keras_dgdm.data import eval_pipeline
+
+    if distributed.process_count() == 1:
+        return eval_pipeline(data, config.image_size, config.eval_batch_size).map(_to_xy)
+    local = distributed.per_process(config.eval_batch_size, "--eval-batch-size")
+    share = distributed.shard(data, equal=True)
+    batches = share.num_examples // local
+    if not batches:
+        return None
+    return eval_pipeline(share, config.image_size, local).map(_to_xy).take(batches)
 
 
 def _to_xy(batch):
@@ -805,18 +828,33 @@ def _check_weights_path(config: TrainConfig):
         )
 
 
+def _imagenet_unavailable(config: TrainConfig, error: Exception) -> str:
+    """The message for a failed ``--weights imagenet`` download, in the flags' words."""
+    import re
+
+    cause = error.__cause__ or error
+    url = re.search(r"https?://\S+?\.h5", str(cause))
+    where = url.group(0) if url else f"the headless ('*_notop.h5') {config.backbone} weights file"
+    return (f"--weights imagenet: could not download the ImageNet weights of backbone "
+            f"{config.backbone!r} ({type(cause).__name__}: {cause}). Without network access, "
+            f"pass --weights none to start from random weights, or download {where} elsewhere "
+            "and pass --weights PATH (or copy the file into ~/.keras/models/).")
+
+
 def prepare(config: TrainConfig):
     """Everything before the first training step; every setup error is raised here.
 
     Order: resolve and validate the config (names list the choices; hyperparameters go
     through the layer's own validation), check the run directory and the weights path, set
     the seed / precision / strategy, build and compile the model (a failed imagenet download
-    says how to pass a local file), then load the data index (a missing data directory says
-    where to get the data and the layout expected).
+    says how to pass a local file), then load and validate every split the run will use
+    (train, val, and test when evaluating; a missing data directory says where to get the
+    data and the layout expected, bad files are reported now, not after training).
 
     Returns:
         dict with "config" (resolved), "saved" (the run directory's previous config or None),
-        "strategy", "policy", "model", "train_data", "val_data", "steps_per_epoch".
+        "strategy", "policy", "model", "train_data", "val_data", "test_data" (None without
+        evaluation), "steps_per_epoch".
 
     Raises:
         SetupError (a ValueError) carrying the underlying message.
@@ -824,29 +862,43 @@ def prepare(config: TrainConfig):
     from keras_dgdm import data as wsol_data
 
     try:
+        # Devices and distribution first: resolving the config builds a layer, which starts the
+        # backend (TensorFlow's devices, JAX's), too early for configuring them after it.
+        configure_cpu_devices(config.devices)
+        strategy = make_strategy(config.strategy, config.devices)
         config = config.resolved()
+        if distributed.process_index() > 0:
+            config = distributed.worker_view(config)
         saved = check_run_dir(config)
         _check_weights_path(config)
         _check_data_dir(config)
-        configure_cpu_devices(config.devices)
         keras.utils.set_random_seed(config.seed)
         policy = set_precision(config.mixed_precision)
-        strategy = make_strategy(config.strategy, config.devices)
         num_classes = _known_num_classes(config)
         model = None
         if num_classes is not None:
-            with strategy.scope():
-                model = build_model(config, num_classes)
+            model = _build_in_scope(config, num_classes, strategy)
         options = dict(config.data_options)
         train_data = wsol_data.load(config.dataset, "train", data_dir=config.data_dir, **options)
         val_data = wsol_data.load(config.dataset, "val", data_dir=config.data_dir, **options)
+        test_data = wsol_data.load(config.dataset, "test", data_dir=config.data_dir,
+                                   **options) if config.evaluate else None
         if model is None or train_data.num_classes != num_classes:
             keras.utils.set_random_seed(config.seed)
-            with strategy.scope():
-                model = build_model(config, train_data.num_classes)
-        one_epoch = wsol_data.train_pipeline(train_data, config.image_size, config.batch_size,
-                                             seed=config.seed, shuffle=True, repeat=False)
-        steps_per_epoch = config.steps_per_epoch or _num_batches(one_epoch)
+            model = _build_in_scope(config, train_data.num_classes, strategy)
+        if distributed.process_count() > 1:
+            # Steps counted on the whole split (the same on every process); each process then
+            # reads only its shard of the train split (of val: validation_stream).
+            distributed.per_process(config.batch_size)
+            distributed.per_process(config.eval_batch_size, "--eval-batch-size")
+            steps_per_epoch = config.steps_per_epoch or distributed.steps_per_epoch(
+                train_data.num_examples, config.batch_size)
+            train_data = distributed.shard(train_data)
+        else:
+            one_epoch = wsol_data.train_pipeline(train_data, config.image_size,
+                                                 config.batch_size, seed=config.seed,
+                                                 shuffle=True, repeat=False)
+            steps_per_epoch = config.steps_per_epoch or _num_batches(one_epoch)
         if not steps_per_epoch:
             raise ValueError(f"The train split of {config.dataset!r} gives no batch of "
                              f"{config.batch_size} images.")
@@ -859,7 +911,18 @@ def prepare(config: TrainConfig):
     except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as e:
         raise SetupError(str(e)) from e
     return dict(config=config, saved=saved, strategy=strategy, policy=policy, model=model,
-                train_data=train_data, val_data=val_data, steps_per_epoch=steps_per_epoch)
+                train_data=train_data, val_data=val_data, test_data=test_data,
+                steps_per_epoch=steps_per_epoch)
+
+
+def _build_in_scope(config: TrainConfig, num_classes: int, strategy):
+    with strategy.scope():
+        try:
+            return build_model(config, num_classes)
+        except RuntimeError as e:
+            if config.model_weights != "imagenet":
+                raise
+            raise SetupError(_imagenet_unavailable(config, e)) from e
 
 
 def train(config: TrainConfig, callbacks=(), verbose: int = 1) -> dict:
@@ -898,21 +961,28 @@ def train(config: TrainConfig, callbacks=(), verbose: int = 1) -> dict:
                                      "num_replicas": ctx["strategy"].num_replicas_in_sync,
                                      "steps_per_epoch": steps_per_epoch,
                                      "num_classes": train_data.num_classes,
-                                     "class_names": list(train_data.class_names)})
+                                     "class_names": list(train_data.class_names),
+                                     **_process_record(config, train_data)})
 
     start_epoch = finished_epochs(config.run_dir)
     history = {}
+    processes = distributed.process_count()
     if start_epoch < config.epochs:
-        stream = training_stream(train_data, config, start_epoch, steps_per_epoch)
-        val_stream = wsol_data.eval_pipeline(val_data, config.image_size,
-                                             config.eval_batch_size).map(_to_xy)
+        stream = training_stream(train_data, config, start_epoch, steps_per_epoch,
+                                 distributed.per_process(config.batch_size))
         hist = model.fit(stream, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-                         validation_data=val_stream, shuffle=False,  # shuffled per epoch
-                         callbacks=make_callbacks(config, callbacks), verbose=verbose)
+                         validation_data=validation_stream(val_data, config),
+                         shuffle=False,  # shuffled per epoch
+                         callbacks=make_callbacks(config, callbacks),
+                         verbose=verbose if distributed.process_index() == 0 else 0)
         history = {k: [float(x) for x in v] for k, v in hist.history.items()}
     else:
         # Finished before: restore the last epoch's state instead of training again.
         model.load_weights(os.path.join(config.run_dir, "backup", "latest.weights.h5"))
+    if processes > 1:
+        # Evaluation and export run on this process's devices, the processes disconnected.
+        model = distributed.local_model(model, lambda: build_model(config,
+                                                                   train_data.num_classes))
     model.save(os.path.join(config.run_dir, "model.keras"))
 
     result = {"run_dir": config.run_dir, "config": config, "model": model, "history": history,
@@ -927,8 +997,7 @@ def train(config: TrainConfig, callbacks=(), verbose: int = 1) -> dict:
     if config.evaluate:
         from keras_dgdm import evaluation
 
-        test_data = wsol_data.load(config.dataset, "test", data_dir=config.data_dir,
-                                   **config.data_options)
+        test_data = ctx["test_data"]
         val_metrics = evaluation.evaluate_split(
             model, val_data, config.image_size, config.eval_batch_size,
             os.path.join(config.run_dir, "eval", "val"), split="val",
@@ -954,6 +1023,18 @@ def train(config: TrainConfig, callbacks=(), verbose: int = 1) -> dict:
         result["export_path"] = export_model(model, config, threshold,
                                              list(train_data.class_names))
     return result
+
+
+def _process_record(config: TrainConfig, train_data) -> dict:
+    """config.json's record of the processes and, on several, of this one's data shard."""
+    count = distributed.process_count()
+    if count == 1:
+        return {"num_processes": 1}
+    index = distributed.process_index()
+    return {"num_processes": count, "process_id": index,
+            "data_shard": {"train_examples": f"{index}::{count}",
+                           "num_train_examples": train_data.num_examples,
+                           "batch_size": distributed.per_process(config.batch_size)}}
 
 
 def export_model(model, config: TrainConfig, cam_threshold: float, class_names=None) -> str:

@@ -1,4 +1,8 @@
+import importlib.util
 import os
+import socket
+
+import pytest
 
 # The suite runs on the TensorFlow backend unless the caller chose another one.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -16,3 +20,42 @@ if os.environ["KERAS_BACKEND"] == "tensorflow":
         )
     except RuntimeError:  # devices already initialised by an earlier import
         pass
+
+
+_LOCAL = ("localhost", "127.0.0.1", "::1", "", None)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Tests never touch the network: name lookups and connections beyond localhost fail, as
+    they do on a machine without network."""
+    lookup, connect = socket.getaddrinfo, socket.socket.connect
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in _LOCAL:
+            raise socket.gaierror(socket.EAI_NONAME, f"no network in the tests ({host})")
+        return lookup(host, *args, **kwargs)
+
+    def guarded_connect(sock, address):
+        if isinstance(address, tuple) and address[0] not in _LOCAL:
+            raise OSError(f"no network in the tests ({address[0]})")
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+
+
+@pytest.fixture
+def training_script():
+    """``training_script("fit")``: a command-line script of training/ loaded as a module (its
+    ``main(argv)`` then runs in this process, without a new TensorFlow start-up)."""
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training")
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(f"_script_{name}",
+                                                      os.path.join(root, f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

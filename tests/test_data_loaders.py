@@ -301,6 +301,14 @@ def test_ilsvrc_without_folders_says_what_is_needed():
 # ----------------------------------------------------------------------------- tfds (mocked)
 
 
+@pytest.fixture
+def hosts_reachable(monkeypatch):
+    """The download hosts answer (the mocked tfds never downloads anything)."""
+    from keras_dgdm.data import tfds_download
+
+    monkeypatch.setattr(tfds_download, "unreachable_host", lambda *args, **kwargs: None)
+
+
 def _mock_tfds(images, bboxes, labels, masks=None):
     """``as_dataset_fn`` for tfds.testing.mock_data yielding our known examples, honouring
     SkipDecoding (encoded bytes) like a real tfds dataset would."""
@@ -321,7 +329,7 @@ def _mock_tfds(images, bboxes, labels, masks=None):
                                   policy=tfds.testing.MockPolicy.USE_CODE)
 
 
-def test_tfds_cub_converts_normalised_yxyx_boxes_on_a_known_image():
+def test_tfds_cub_converts_normalised_yxyx_boxes_on_a_known_image(hosts_reachable):
     img = np.zeros((40, 50, 3), np.uint8)
     img[10:30, 5:45] = 200
     bbox = [0.25, 0.1, 0.75, 0.9]  # ymin xmin ymax xmax
@@ -338,7 +346,7 @@ def test_tfds_cub_converts_normalised_yxyx_boxes_on_a_known_image():
     assert ex["label"] == 7 and ex["mask"].sum() == 20 * 40
 
 
-def test_tfds_cars_and_split_slicing():
+def test_tfds_cars_and_split_slicing(hosts_reachable):
     img = np.full((20, 30, 3), 80, np.uint8)
     with _mock_tfds([img], [[0.0, 0.5, 1.0, 1.0]], [195]):
         data = D.load("cars", "train")
@@ -353,18 +361,28 @@ def test_tfds_cars_and_split_slicing():
         holdout_split_spec("val", 0.123)
 
 
-def test_tfds_load_gets_data_dir_and_download(monkeypatch, tmp_path):
+def test_tfds_builder_gets_data_dir_and_split(monkeypatch, tmp_path):
     seen = {}
 
-    def fake_load(name, **kwargs):
-        seen.update(kwargs, name=name)
-        raise RuntimeError("stop here")
+    class Builder:
+        name, data_dir = "caltech_birds2011", str(tmp_path)
 
-    monkeypatch.setattr(tfds, "load", fake_load)
+        def is_prepared(self):
+            return True
+
+        def as_dataset(self, **kwargs):
+            seen.update(kwargs)
+            raise RuntimeError("stop here")
+
+    def fake_builder(name, **kwargs):
+        seen.update(kwargs, name=name)
+        return Builder()
+
+    monkeypatch.setattr(tfds, "builder", fake_builder)
     with pytest.raises(RuntimeError, match="stop here"):
         D.load("cub", "train", data_dir=str(tmp_path))  # empty folder: tfds's data_dir
     assert seen["name"] == "caltech_birds2011" and seen["data_dir"] == str(tmp_path)
-    assert seen["download"] is True and seen["split"] == "train[:90%]"
+    assert seen["split"] == "train[:90%]" and seen["shuffle_files"] is False
 
 
 def test_load_rejects_unknown_names():

@@ -1,6 +1,7 @@
 """SavedModel export: every signature, loaded in a fresh process without keras_dgdm."""
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -229,18 +230,31 @@ def test_graph_has_no_dgdm_or_random_ops(exported):
     assert meta["python_cam"] == exported["out"]["cam/boxes"].tolist()
 
 
-def test_saved_model_cli_lists_the_signatures(exported):
+def test_saved_model_cli_lists_the_signatures_and_input_shapes(exported):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    if not os.path.exists(cli):
-        pytest.skip("saved_model_cli is not installed next to this Python")
+    # The console script pip installs with TensorFlow, or the module it runs.
+    command = [cli] if os.path.exists(cli) else [
+        sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
     shown = subprocess.run(
-        [cli, "show", "--all", "--dir", exported["path"]], capture_output=True, text=True,
+        [*command, "show", "--all", "--dir", exported["path"]], capture_output=True, text=True,
         timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )
     assert shown.returncode == 0, shown.stderr[-2000:]
-    for name in SIGNATURES:
-        assert f"signature_def['{name}']" in shown.stdout
-    assert "inputs['image_bytes']" in shown.stdout and "outputs['boxes_in_image']" in shown.stdout
+    blocks = dict(re.findall(r"signature_def\['(\w+)'\]:\n(.*?)Method name", shown.stdout, re.S))
+    assert set(SIGNATURES) <= set(blocks)
+
+    def declared(signature, name):
+        found = re.search(rf"inputs\['{name}'\] tensor_info:\s+dtype: (\w+)\s+shape: ([^\n]+)",
+                          blocks[signature])
+        return found.groups() if found else None
+
+    for name in ("serving_default", "cam", "cam_for_class"):
+        assert declared(name, "images") == ("DT_FLOAT", f"(-1, {SIZE}, {SIZE}, 3)")
+    for name in ("cam_for_class", "cam_for_class_bytes"):
+        assert declared(name, "class_ids") == ("DT_INT32", "(-1)")
+    for name in ("serving_bytes", "cam_bytes", "cam_for_class_bytes"):
+        assert declared(name, "image_bytes") == ("DT_STRING", "(-1)")
+    assert "outputs['boxes_in_image']" in blocks["cam_bytes"]
 
 
 def test_bad_arguments(exported, tmp_path):

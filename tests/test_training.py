@@ -216,6 +216,13 @@ def _fit_error(argv, capsys):
     (["--dataset", "metadata", "--data-dir", "/nowhere/ilsvrc"],
      "/nowhere/ilsvrc' does not exist. Expected .*image_ids.txt"),
     (["--epochs", "0"], "epochs must be an integer >= 1"),
+    (["--strategy", "multiworker"], r"--strategy multiworker: Keras 3's model.fit under "
+     r"TensorFlow's MultiWorkerMirroredStrategy is broken upstream \(keras-team/keras#20585\)"
+     r".* KERAS_BACKEND=jax python training/fit.py --coordinator HOST:PORT --num-processes N"),
+    (["--num-processes", "2", "--process-id", "1", "--coordinator", "127.0.0.1:9"],
+     r"--num-processes 2 needs the JAX backend \(now 'tensorflow'\)"),
+    (["--num-processes", "2", "--process-id", "2", "--coordinator", "127.0.0.1:9"],
+     r"--process-id must be an integer in \[0, 2\)"),
 ])
 def test_cli_errors_before_any_data(argv, expected, no_data, capsys, tmp_path):
     err = _fit_error(argv + ["--output-dir", str(tmp_path)], capsys)
@@ -233,7 +240,38 @@ def test_cli_imagenet_download_failure_is_reported_before_data(monkeypatch, no_d
     monkeypatch.setattr(keras.applications, "VGG16", offline)
     err = _fit_error(["--dataset", "cub", "--image-size", "32", "--output-dir", str(tmp_path)],
                      capsys)
-    assert "ImageNet weights" in err and "URL fetch failure" in err and "weights=" in err
+    assert "ImageNet weights" in err and "URL fetch failure" in err
+    # The flags' words, not the Python API's (weights=None / weights='/path/to/file.h5').
+    assert "--weights none" in err and "--weights PATH" in err and "weights=" not in err
+
+
+def test_python_api_keeps_the_python_wording_for_the_imagenet_download(monkeypatch):
+    from keras_dgdm.models import build_wsol_model
+
+    def offline(*args, **kwargs):
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(keras.applications, "VGG16", offline)
+    with pytest.raises(RuntimeError, match="weights=None") as info:
+        build_wsol_model("vgg16", 2, weights="imagenet", input_shape=(32, 32, 3))
+    assert "--weights" not in str(info.value)
+
+
+def test_cli_bad_test_split_stops_before_training(capsys, tmp_path):
+    from test_data_loaders import CLASSES, _corrupt, make_cub
+
+    base = make_cub(tmp_path / "data")
+    _corrupt(base, f"{CLASSES[0]}/img_004.jpg", "truncate")  # test images
+    _corrupt(base, f"{CLASSES[1]}/img_009.jpg", "missing")
+    err = _fit_error(["--dataset", "cub", "--data-dir", str(tmp_path / "data"), "--backbone",
+                      "small_vgg", "--weights", "none", "--image-size", "32", "--batch-size",
+                      "2", "--data-option", "holdout_fraction=0.4", "--output-dir",
+                      str(tmp_path / "runs")], capsys)
+    assert "cub/test: 2 of 4 examples are bad" in err, err
+    assert "img_004.jpg: truncated JPEG" in err and "img_009.jpg: file is missing" in err
+    assert "Traceback" not in err
+    run = tmp_path / "runs" / "cub-small_vgg-dgdm-32px-seed0"
+    assert not (run / "log.csv").exists() and not (run / "checkpoints").exists()
 
 
 def test_cli_empty_metadata_dir_names_the_layout(capsys, tmp_path):

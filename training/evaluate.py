@@ -15,6 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import cli_support  # noqa: E402  (training/ is on sys.path; standard library only)
 from fit import _key_value  # noqa: E402  (training/ is on sys.path when run as a script)
 
 
@@ -36,11 +37,15 @@ def build_parser():
     p.add_argument("--num-figure-examples", type=int, default=8)
     p.add_argument("--output-dir", default=None,
                    help="default: RUN_DIR/eval/SPLIT, or MODEL_eval_SPLIT next to the model")
+    p.add_argument("--debug", action="store_true", help=cli_support.DEBUG_HELP)
     return p
 
 
 def main(argv=None):
-    """Parses ``argv``, evaluates, prints the table; returns the metrics dict."""
+    """Parses ``argv``, evaluates, prints the table; returns the metrics dict. A user's error
+    exits 2 with one message; ``--debug`` shows the traceback."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = cli_support.start(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     import json
@@ -48,7 +53,7 @@ def main(argv=None):
     from keras_dgdm import data as wsol_data
     from keras_dgdm import evaluation
 
-    try:
+    with cli_support.user_errors("evaluate.py", (ValueError, OSError), debug or args.debug):
         model, run = evaluation.load_model(args.model)
         run_cfg = run.get("config", {})
         dataset = args.dataset or run_cfg.get("dataset")
@@ -76,8 +81,6 @@ def main(argv=None):
             model, data, image_size, args.batch_size, out, split=args.split,
             cam_curve_interval=args.cam_curve_interval, fixed_cam_threshold=threshold,
             num_figure_examples=args.num_figure_examples)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
-        parser.exit(2, f"evaluate.py: error: {e}\n")
     print(evaluation.format_metrics_table(metrics, title=f"{dataset} {args.split}:",
                                           at_fixed=threshold is not None))
     print(f"metrics: {os.path.join(out, evaluation.METRICS_NAME)}")

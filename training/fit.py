@@ -15,6 +15,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cli_support  # noqa: E402  (training/ is on sys.path; standard library only)
 
 
 def parse_value(text):
@@ -86,7 +89,21 @@ def build_parser():
     r.add_argument("--output-dir", default="runs", help="runs go to OUTPUT_DIR/RUN_NAME")
     r.add_argument("--run-name", default=None,
                    help="default: DATASET-BACKBONE-METHOD-SIZEpx-seedSEED")
-    r.add_argument("--strategy", default="auto", choices=STRATEGIES)
+    r.add_argument("--strategy", default="auto", choices=STRATEGIES,
+                   help="multiworker: TensorFlow's is refused (broken upstream); several hosts "
+                        "train with the JAX backend and --num-processes")
+    r.add_argument("--num-processes", type=int,
+                   default=os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1"),
+                   help="processes (hosts) training together, JAX backend: every one runs the "
+                        "same command with its --process-id (env KERAS_DISTRIBUTION_NUM_PROCESSES)")
+    r.add_argument("--process-id", type=int,
+                   default=os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", "0"),
+                   help="this process's index; 0 writes the run directory, evaluates and exports "
+                        "(env KERAS_DISTRIBUTION_PROCESS_ID)")
+    r.add_argument("--coordinator", metavar="HOST:PORT",
+                   default=os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"),
+                   help="where process 0 coordinates the run, the same for every process (env "
+                        "KERAS_DISTRIBUTION_JOB_ADDRESSES)")
     r.add_argument("--devices", type=_csv, default=None,
                    help="e.g. /gpu:0,/gpu:1 or /cpu:0,/cpu:1 (two replicas on one CPU)")
     r.add_argument("--mixed-precision", nargs="?", const="auto", default=None,
@@ -98,7 +115,10 @@ def build_parser():
     r.add_argument("--no-export", action="store_true")
     r.add_argument("--export-dir", default="saved_models")
     r.add_argument("--export-version", type=int, default=1)
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--quiet", action="store_true",
+                   help="no progress output (default: a progress bar on a terminal, one line "
+                        "per epoch otherwise)")
+    r.add_argument("--debug", action="store_true", help=cli_support.DEBUG_HELP)
     return p
 
 
@@ -123,18 +143,33 @@ def config_from_args(args):
     )
 
 
+def _join_processes(args, setup_error):
+    from keras_dgdm import distributed
+
+    try:
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    except ValueError as e:
+        raise setup_error(str(e)) from e
+
+
 def main(argv=None):
-    """Parses ``argv``, trains, prints the metrics table. Exits 2 with a message on bad input."""
+    """Parses ``argv``, trains, prints the metrics table. A user's error (bad flags, data or
+    paths, no network for downloads) exits 2 with one message; ``--debug`` shows the traceback."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = cli_support.start(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     from keras_dgdm import evaluation, training
 
-    try:
-        # Logical CPU devices must exist before TensorFlow initialises its devices.
+    with cli_support.user_errors("fit.py", (training.SetupError, OSError), debug or args.debug,
+                                 interrupted="; rerun the same command to resume"):
+        # Logical CPU devices must exist before TensorFlow initialises its devices, and the
+        # processes of a multi-process run must connect before JAX computes anything.
         training.configure_cpu_devices(args.devices)
-        result = training.train(config_from_args(args), verbose=0 if args.quiet else 1)
-    except training.SetupError as e:
-        parser.exit(2, f"fit.py: error: {e}\n")
+        if args.num_processes != 1:
+            _join_processes(args, training.SetupError)
+        result = training.train(config_from_args(args),
+                                verbose=cli_support.fit_verbosity(args.quiet))
     print(f"\nrun directory: {result['run_dir']} ({result['epochs_done']} epochs)")
     if result.get("train_accuracy") is not None:
         print(f"last epoch: train accuracy {100 * result['train_accuracy']:.2f} %, "

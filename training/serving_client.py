@@ -17,8 +17,18 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
+import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cli_support  # noqa: E402  (training/ is on sys.path; standard library only)
+
+
+class ServingError(RuntimeError):
+    """TF Serving cannot be reached or refused the request (the message says which and why)."""
 
 
 def rest_payload(image_bytes, class_id=None):
@@ -50,7 +60,14 @@ def predict_rest(url, image_bytes, class_id=None, timeout=30.0):
         with urllib.request.urlopen(request, timeout=timeout) as response:
             answer = json.load(response)
     except urllib.error.HTTPError as error:  # TF Serving puts the graph's message in "error"
-        raise SystemExit(f"TF Serving refused the request: {error.read().decode()}") from None
+        raise ServingError(f"TF Serving refused the request (HTTP {error.code}): "
+                           f"{error.read().decode(errors='replace')}") from None
+    except (urllib.error.URLError, OSError) as error:  # refused, unknown host, timeout
+        reason = getattr(error, "reason", error)
+        raise ServingError(
+            f"cannot reach TF Serving at {url} ({reason}). Is the server running, with its REST "
+            "port published? See docs/serving.md; --host / --rest-port / --grpc choose where to "
+            "send.") from None
     return answer["predictions"][0]
 
 
@@ -61,7 +78,8 @@ def predict_grpc(target, model_name, image_bytes, class_id=None, timeout=30.0):
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
     except ImportError as error:
-        raise SystemExit(f"--grpc needs `pip install tensorflow-serving-api` ({error}).") from None
+        raise ServingError(f"--grpc needs `pip install tensorflow-serving-api` ({error}).") \
+            from None
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(target))
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
@@ -69,7 +87,12 @@ def predict_grpc(target, model_name, image_bytes, class_id=None, timeout=30.0):
     request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([image_bytes]))
     if class_id is not None:
         request.inputs["class_ids"].CopyFrom(tf.make_tensor_proto([int(class_id)], tf.int32))
-    response = stub.Predict(request, timeout)
+    try:
+        response = stub.Predict(request, timeout)
+    except grpc.RpcError as error:
+        raise ServingError(f"gRPC Predict on {target} failed: {error.code().name}: "
+                           f"{error.details()}. Is the server running? See docs/serving.md.") \
+            from None
     row = {}
     for key, proto in response.outputs.items():
         value = tf.make_ndarray(proto)[0]
@@ -120,15 +143,20 @@ def main(argv=None):
                                                 "the predicted one")
     p.add_argument("--output", default=None, help="PNG to write (default: IMAGE_box.png)")
     p.add_argument("--cam", action="store_true", help="also draw the CAM")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer")
+    p.add_argument("--debug", action="store_true", help=cli_support.DEBUG_HELP)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
+    debug = cli_support.start(argv, import_tensorflow=bool(args.grpc)) or args.debug
 
-    with open(args.image, "rb") as f:
-        image_bytes = f.read()
-    if args.grpc:
-        row = predict_grpc(args.grpc, args.model, image_bytes, args.class_id)
-    else:
-        url = f"http://{args.host}:{args.rest_port}/v1/models/{args.model}"
-        row = predict_rest(url, image_bytes, args.class_id)
+    with cli_support.user_errors("serving_client.py", (ServingError, OSError), debug, status=1):
+        with open(args.image, "rb") as f:
+            image_bytes = f.read()
+        if args.grpc:
+            row = predict_grpc(args.grpc, args.model, image_bytes, args.class_id, args.timeout)
+        else:
+            url = f"http://{args.host}:{args.rest_port}/v1/models/{args.model}"
+            row = predict_rest(url, image_bytes, args.class_id, args.timeout)
     output = args.output or args.image.rsplit(".", 1)[0] + "_box.png"
     print(json.dumps({k: row[k] for k in ("class_names", "classes", "scores", "boxes_in_image",
                                           "image_sizes")}))

@@ -11,6 +11,11 @@ from keras_dgdm.data.validation import check_choice
 
 TFDS_NAME = "cars196"
 NUM_CLASSES = 196
+_OFFLINE = (
+    "Prepare it where its files can be downloaded (python -c \"import tensorflow_datasets as "
+    "tfds; tfds.builder('cars196', data_dir='DIR').download_and_prepare()\"), copy DIR here and "
+    "pass it as data_dir (fit.py / evaluate.py: --data-dir DIR)."
+)
 
 
 def load_cars(split, data_dir=None, download=True, holdout_fraction=0.1, source="tfds"):
@@ -35,5 +40,5 @@ def load_cars(split, data_dir=None, download=True, holdout_fraction=0.1, source=
     check_choice(source, "source", ("tfds",))
     return pipeline.load_tfds(
         "cars", split, TFDS_NAME, pipeline.holdout_split_spec(split, holdout_fraction),
-        data_dir=data_dir, download=download,
+        data_dir=data_dir, download=download, where=_OFFLINE,
     )

@@ -49,6 +49,11 @@ _WHERE = (
     "layout: DATA_DIR/CUB_200_2011/{images/, images.txt, image_class_labels.txt, "
     "train_test_split.txt, bounding_boxes.txt} and optionally DATA_DIR/segmentations/."
 )
+_OFFLINE = (
+    "Without network, get CUB_200_2011.tgz (and segmentations.tgz for masks) from "
+    "https://www.vision.caltech.edu/datasets/cub_200_2011/, extract it and pass the folder as "
+    "data_dir (fit.py / evaluate.py: --data-dir DIR): the raw folder needs no download."
+)
 
 
 def load_cub(split, data_dir=None, source=None, download=True, holdout_fraction=0.1,
@@ -102,7 +107,7 @@ def load_cub(split, data_dir=None, source=None, download=True, holdout_fraction=
         return pipeline.load_tfds(
             "cub", split, TFDS_NAME, pipeline.holdout_split_spec(split, fraction),
             data_dir=data_dir, download=download, mask_key="segmentation_mask",
-            mask_threshold=mask_threshold,
+            mask_threshold=mask_threshold, where=_OFFLINE,
         )
     return _load_raw(split, data_dir, fraction, holdout_seed, masks, mask_threshold, on_bad,
                      verify, max_bad_fraction)

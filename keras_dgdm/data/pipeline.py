@@ -352,8 +352,11 @@ def holdout_split_spec(split, holdout_fraction):
 
 
 def load_tfds(name, split, tfds_name, tfds_split, data_dir=None, download=True, mask_key=None,
-              mask_threshold=0, class_names=None):
+              mask_threshold=0, class_names=None, where=""):
     """A tfds dataset with "image", "label", "bbox" (and ``mask_key``) as a ``WSOLData``.
+
+    Downloaded and prepared on first use (``keras_dgdm.data.tfds_download``): without network,
+    or when the download fails, a ``DataError`` says so and adds ``where``.
 
     Images (and masks) are decoded after shuffling (``tfds.decode.SkipDecoding``), so the
     shuffle buffer holds encoded bytes only. tfds boxes, normalised (ymin, xmin, ymax, xmax), are
@@ -370,17 +373,25 @@ def load_tfds(name, split, tfds_name, tfds_split, data_dir=None, download=True, 
         mask_key: feature holding a segmentation mask, or None.
         mask_threshold: mask values above it are the object.
         class_names: names overriding tfds's label names.
+        where: where to get the data and how to pass it (added to download errors).
 
     Returns:
         A ``WSOLData``.
+
+    Raises:
+        DataError: not prepared and ``download`` is False, or the download failed.
     """
     import tensorflow_datasets as tfds
+
+    from keras_dgdm.data.tfds_download import ensure_prepared
 
     decoders = {"image": tfds.decode.SkipDecoding()}
     if mask_key:
         decoders[mask_key] = tfds.decode.SkipDecoding()
-    ds, info = tfds.load(tfds_name, split=tfds_split, data_dir=data_dir, download=download,
-                         with_info=True, shuffle_files=False, decoders=decoders)
+    builder = tfds.builder(tfds_name, data_dir=data_dir)
+    ensure_prepared(builder, name, download=download, where=where)
+    ds = builder.as_dataset(split=tfds_split, shuffle_files=False, decoders=decoders)
+    info = builder.info
     label_feature = info.features["label"]
     num_classes = int(label_feature.num_classes)
     names = list(class_names) if class_names is not None else list(label_feature.names)
