@@ -11,6 +11,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["keras_dgdm", "keras_dgdm.*"]),
+    # small_vgg pretrained on the synthetic source task (training/pretrain.py remakes it)
+    package_data={"keras_dgdm": ["weights/*.weights.h5"]},
     python_requires=">=3.11",  # tested on 3.11; the test extra's jax 0.10 needs it
     # Floors: the suite passes with every package at its floor at once (and at today's
     # versions); README "Run the tests" has the combination. Older ones fail it: TensorFlow

@@ -16,7 +16,15 @@ import argparse
 import os
 import sys
 
-from keras_dgdm.backbones import BUNDLED_WEIGHTS
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cli_support  # noqa: E402  (training/ is on sys.path; standard library only)
+
+#: Where ``--weights synthetic_source`` finds the file (``keras_dgdm.backbones.BUNDLED_WEIGHTS``;
+#: spelled out here so that ``--help`` does not start TensorFlow).
+OUTPUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "keras_dgdm",
+                      "weights", "small_vgg_synthetic_source.weights.h5")
 
 #: The pretraining run: what ``python training/pretrain.py`` trains with no flags.
 DEFAULTS = dict(image_size=96, num_train=9000, num_val=1000, epochs=8, lr_decay_epochs=6,
@@ -44,27 +52,28 @@ def build_parser():
     for key, value in DEFAULTS.items():
         p.add_argument("--" + key.replace("_", "-"), type=int, default=value)
     p.add_argument("--output-dir", default="runs", help="the run directory's parent")
-    p.add_argument("--output", default=BUNDLED_WEIGHTS[("small_vgg", "synthetic_source")],
-                   help="where the headless weights go")
+    p.add_argument("--output", default=OUTPUT, help="where the headless weights go")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true", help=cli_support.DEBUG_HELP)
     return p
 
 
 def main(argv=None):
     """Trains on the source task, writes the headless weights; returns their path."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = cli_support.start(argv)
+    args = build_parser().parse_args(argv)
     from keras_dgdm import training
     from keras_dgdm.backbones import save_small_vgg_features
 
     config = source_config(**{k: getattr(args, k) for k in DEFAULTS},
                            output_dir=args.output_dir)
-    try:
-        result = training.train(config, verbose=0 if args.quiet else 1)
-    except training.SetupError as e:
-        parser.exit(2, f"pretrain.py: error: {e}\n")
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    save_small_vgg_features(result["model"], args.output)
+    with cli_support.user_errors("pretrain.py", (training.SetupError, OSError),
+                                 debug or args.debug,
+                                 interrupted="; rerun the same command to resume"):
+        result = training.train(config, verbose=cli_support.fit_verbosity(args.quiet))
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        save_small_vgg_features(result["model"], args.output)
     print(f"source task: train accuracy {100 * (result['train_accuracy'] or 0):.2f} %, "
           f"val accuracy {100 * (result['val_accuracy'] or 0):.2f} % after "
           f"{result['epochs_done']} epochs ({result['run_dir']})")
