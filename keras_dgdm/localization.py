@@ -22,31 +22,29 @@ The conventions (defined here once; ``keras_dgdm.metrics`` and the serving expor
   contour of every component and the contour around every hole (its box is the hole's pixel
   box grown by one pixel on each side, then the same ``x + w`` rule).
 
-How it is computed. A uint8 map has at most 256 distinct levels and the components at a lower
-level are unions of the components at higher ones, so one union-find pass over the pixels in
-decreasing value order builds the components of every level; each component keeps its pixel
-box, its first pixel, its Euler number and its polygon area, all updated in O(1) per pixel from
-the 2x2 windows around it. The polygon area is local: a window whose 4 pixels are in the
-(filled) component adds 1, one with 3 pixels adds 1/2, anything else 0 (this is exactly the
-shoelace area of cv2's contour; e.g. a 3x3 square -> 4, a line -> 0). Holes add their area to
-the outer contour; the Euler number says whether a component has holes, and only when a
-component with holes could be the largest is its filled area measured exactly (a flood fill
-inside its box). Hole boxes for multi-contour mode come from a second union-find pass over the
-background in increasing value order (``best_iou_curve`` skips holes whose box is too small
-to beat the best outer box's IoU). Both passes are numba kernels (``cache=True``).
-
-The result equals the cv2 rules: ``tests/test_localization.py`` and
-``benchmarks/bench_evaluator.py`` compare with ``benchmarks/reference_evaluator.py``; measured
-during development with OpenCV 5.0: 0 differing box sets in 4,000 (CAM, threshold) pairs of
-realistic 224x224 maps and in 90,000 pairs of small adversarial maps (uniform noise, 3-level
-maps, heavy noise: many ties, holes and islands), in both modes; 0 difference in best IoUs.
+How it is computed (the box search lives in this module only; ``keras_dgdm.graph_boxes`` is
+its in-graph twin for the SavedModel). A uint8 map has at most 256 levels and the components
+at a lower level are unions of those at higher ones, so one union-find sweep over the pixels in
+decreasing value order builds the foreground components of every level; a second sweep over
+the background in increasing value order builds the holes (multi-contour mode). Both sweeps
+insert pixels and merge components with the same two routines (``_add_pixel``, ``_merge``).
+Each component keeps its pixel box, first pixel, pixel count, hole-free contour area and Euler
+number, all updated in O(1) per pixel from the 2x2 windows around it. The area is local: a
+window whose 4 pixels are in the component adds 1, one with 3 pixels adds 1/2, anything else 0
+(the shoelace area of cv2's contour; e.g. a 3x3 square -> 4, a line -> 0). Holes only add area
+(each at least 1), so a component with holes (Euler number < 1) has bounds, and its exact area
+is measured, by tracing its outer border (``_outer_area2``), only when the bounds cannot decide
+the largest contour. IoUs with the GT boxes are computed inside the sweep, once per component
+and change; ``best_iou_curve`` skips the hole sweep at levels where no hole box can beat the
+best component box (a hole's box lies inside its component's box). Agreement with cv2:
+``tests/test_localization.py`` (against ``benchmarks/reference_evaluator.py``).
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
 
-from keras_dgdm.boxes import iou, validate_boxes
+from keras_dgdm.boxes import validate_boxes
 
 __all__ = [
     "quantize_cam",
@@ -124,11 +122,11 @@ def _levels(q, thresholds):
 
 
 # ----------------------------------------------------------------------------------------------
-# numba kernels
+# lookup tables, indexed by the 8-neighbourhood mask of a pixel being switched on
 # ----------------------------------------------------------------------------------------------
 
 
-# Neighbour order of the 8-neighbourhood masks: bit 0 NW, 1 N, 2 NE, 3 E, 4 SE, 5 S, 6 SW, 7 W.
+# Neighbour order of the masks: bit 0 NW, 1 N, 2 NE, 3 E, 4 SE, 5 S, 6 SW, 7 W.
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
 
 
@@ -149,25 +147,44 @@ def _window_area2_euler(bits):
     return 0, 0
 
 
-def _build_tables():
-    """Lookup tables indexed by the 8-neighbourhood mask of a pixel being switched on.
+def _groups(on, joined):
+    """One representative neighbour (its bit) per group of the set neighbours ``on``;
+    ``joined(a, b)`` says whether two set neighbours are already connected to each other."""
+    reps, seen = [], set()
+    for i in sorted(on):
+        if i in seen:
+            continue
+        reps.append(i)
+        todo = [i]
+        seen.add(i)
+        while todo:
+            a = todo.pop()
+            for b in on:
+                if b not in seen and joined(a, b):
+                    seen.add(b)
+                    todo.append(b)
+    return reps
 
-    Returns (d_area2, d_euler, n_clusters, cluster_rep): the change of the component's
-    2 x area and 4 x Euler number, and one representative neighbour per group of set
-    neighbours that are already 8-connected to each other (so at most 4 unions per pixel).
+
+def _build_tables():
+    """Per mask: foreground (8-connected) representatives, 2 x area and 4 x Euler changes,
+    and background (4-connected) representatives.
+
+    A pixel joins at most 4 groups of neighbours: the set neighbours already connected to each
+    other are one group (for the background: set 4-neighbours joined through the set diagonal
+    between them), and one union per group suffices.
     """
-    d_area2 = np.zeros(256, np.int64)
-    d_euler = np.zeros(256, np.int64)
-    n_clusters = np.zeros(256, np.int64)
-    cluster_rep = np.zeros((256, 4), np.int64)
-    pos = {off: i for i, off in enumerate(_NEIGHBOURS)}
+    d_area2 = np.zeros(256, np.int32)
+    d_euler = np.zeros(256, np.int32)
+    reps8 = np.full((256, 5), -1, np.int32)  # column 0: count, then the neighbour bits
+    reps4 = np.full((256, 5), -1, np.int32)
     for mask in range(256):
-        on = {off for i, off in enumerate(_NEIGHBOURS) if mask >> i & 1}
+        on = {i for i in range(8) if mask >> i & 1}
 
         def bit(dr, dc, with_p):
             if (dr, dc) == (0, 0):
                 return 1 if with_p else 0
-            return 1 if (dr, dc) in on else 0
+            return 1 if _NEIGHBOURS.index((dr, dc)) in on else 0
 
         for wr in (-1, 0):
             for wc in (-1, 0):
@@ -176,54 +193,60 @@ def _build_tables():
                 a1, e1 = _window_area2_euler(tuple(bit(r, c, True) for r, c in cells))
                 d_area2[mask] += a1 - a0
                 d_euler[mask] += e1 - e0
-        seen = set()
-        for off in _NEIGHBOURS:
-            if off not in on or off in seen:
-                continue
-            cluster_rep[mask, n_clusters[mask]] = pos[off]
-            n_clusters[mask] += 1
-            todo = [off]
-            seen.add(off)
-            while todo:
-                r, c = todo.pop()
-                for o in on:
-                    if o not in seen and max(abs(o[0] - r), abs(o[1] - c)) == 1:
-                        seen.add(o)
-                        todo.append(o)
-    return d_area2, d_euler, n_clusters, cluster_rep
+
+        def near8(a, b):
+            (ra, ca), (rb, cb) = _NEIGHBOURS[a], _NEIGHBOURS[b]
+            return max(abs(ra - rb), abs(ca - cb)) == 1
+
+        def near4(a, b):  # edges 1 N, 3 E, 5 S, 7 W; the diagonal between two is their mean
+            return abs(a - b) in (2, 6) and ((a + b) // 2 if abs(a - b) == 2 else 0) in on
+
+        for table, group in ((reps8, _groups(on, near8)),
+                             (reps4, _groups(on & {1, 3, 5, 7}, near4))):
+            table[mask, 0] = len(group)
+            table[mask, 1:1 + len(group)] = group
+    return d_area2, d_euler, reps8, reps4
 
 
-_D_AREA2, _D_EULER, _N_CLUSTERS, _CLUSTER_REP = _build_tables()
+_D_AREA2, _D_EULER, _REPS8, _REPS4 = _build_tables()
 
 
-def _build_tables4():
-    """For the 4-connected background pass: indexed by the 8-neighbourhood mask of a pixel,
-    one representative per group of its set 4-neighbours (N, E, S, W) already joined through
-    the set diagonal between them (N and E are joined when NE is set, ...)."""
-    n_clusters = np.zeros(256, np.int64)
-    cluster_rep = np.zeros((256, 4), np.int64)
-    links = {(1, 3): 2, (3, 5): 4, (5, 7): 6, (7, 1): 0}  # (edge, edge): diagonal between
-    for mask in range(256):
-        group = {e: e for e in (1, 3, 5, 7) if mask >> e & 1}
+# ----------------------------------------------------------------------------------------------
+# numba kernels
+# ----------------------------------------------------------------------------------------------
 
-        def root(x):
-            while group[x] != x:
-                x = group[x]
-            return x
-
-        for (a, b), d in links.items():
-            if a in group and b in group and mask >> d & 1:
-                group[root(a)] = root(b)
-        reps = {}
-        for e in sorted(group):
-            reps.setdefault(root(e), e)
-        for e in reps.values():
-            cluster_rep[mask, n_clusters[mask]] = e
-            n_clusters[mask] += 1
-    return n_clusters, cluster_rep
+# Per-component table ``at`` (int32, one row per component id, valid at roots):
+_X0, _Y0, _X1, _Y1 = 0, 1, 2, 3  # pixel box, inclusive
+_FIRST = 4  # smallest padded raster index of a pixel (where cv2 starts its contour)
+_COUNT = 5  # pixels
+_AREA2 = 6  # foreground: 2 x hole-free contour area; background: pixels on the image border
+_EULER4 = 7  # foreground: 4 x Euler number (4: no hole)
+_LIVEPOS = 8  # position in the list of live roots
+_CHANGED = 9  # index of the last level at which the component changed
+_CACHED = 10  # index of the level at which the cached values were computed (-1: none)
+_EXACT2 = 11  # cached 2 x contour area with holes filled (single-contour mode)
+_NCOL = 12
 
 
-_N_CLUSTERS4, _CLUSTER_REP4 = _build_tables4()
+@numba.njit(cache=True)
+def _sort_pixels(q):
+    """Pixels in increasing value order (counting sort; raster order within a value), packed
+    ``row << 16 | col``, and ``cum[v]``: the number of pixels of value < v (v in 0..256)."""
+    h, w = q.shape
+    cum = np.zeros(257, np.int64)
+    for r in range(h):
+        for c in range(w):
+            cum[q[r, c] + 1] += 1
+    for v in range(256):
+        cum[v + 1] += cum[v]
+    pos = cum[:256].copy()
+    order = np.empty(h * w, np.int32)
+    for r in range(h):
+        for c in range(w):
+            v = q[r, c]
+            order[pos[v]] = (r << 16) | c
+            pos[v] += 1
+    return order, cum
 
 
 @numba.njit(cache=True, inline="always")
@@ -234,31 +257,294 @@ def _find(parent, i):
     return i
 
 
+@numba.njit(cache=True, inline="always")
+def _merge(parent, at, live, nlive, ra, rb):
+    """Unites the roots ``ra != rb`` (the larger one stays root); returns (root, nlive)."""
+    if at[ra, _COUNT] < at[rb, _COUNT]:
+        ra, rb = rb, ra
+    parent[rb] = ra
+    for k in (_X0, _Y0, _FIRST):
+        if at[rb, k] < at[ra, k]:
+            at[ra, k] = at[rb, k]
+    for k in (_X1, _Y1):
+        if at[rb, k] > at[ra, k]:
+            at[ra, k] = at[rb, k]
+    at[ra, _COUNT] += at[rb, _COUNT]
+    at[ra, _AREA2] += at[rb, _AREA2]
+    at[ra, _EULER4] += at[rb, _EULER4]
+    pos = at[rb, _LIVEPOS]
+    last = live[nlive - 1]
+    live[pos] = last
+    at[last, _LIVEPOS] = pos
+    return ra, nlive - 1
+
+
+
+# Directions of the border following, counterclockwise on screen: E, NE, N, NW, W, SW, S, SE.
+_DX = np.array([1, 1, 0, -1, -1, -1, 0, 1], np.int64)
+_DY = np.array([0, -1, -1, -1, 0, 1, 1, 1], np.int64)
+
+
 @numba.njit(cache=True)
-def _sorted_padded_pixels(q2d, descending):
-    """Indices into the (H+2, W+2) padded grid of all pixels, sorted by value (counting
-    sort, raster order within a value), and the sorted values."""
-    h, w = q2d.shape
+def _outer_area2(lab, pw, start):
+    """2 x ``cv2.contourArea`` of the outer contour of the component whose first pixel (in
+    raster order) is ``start``: Suzuki-Abe border following, as ``cv2.findContours`` does,
+    with the shoelace sum along the way. ``lab >= 0`` marks foreground pixels."""
+    step = _DX + _DY * pw
+    first = -1
+    for k in range(8):  # clockwise from W; W, NW, N and NE are background (raster order)
+        d = (4 - k) & 7
+        if lab[start + step[d]] >= 0:
+            first = d
+            break
+    if first < 0:
+        return np.int64(0)  # a single pixel
+    last = start + step[first]  # the contour ends with this pixel
+    cur = start
+    back = first  # direction from cur to the previous contour pixel
+    x = np.int64(0)
+    y = np.int64(0)
+    area2 = np.int64(0)
+    while True:
+        d = back
+        for k in range(1, 9):  # counterclockwise from the one after the previous pixel
+            d = (back + k) & 7
+            if lab[cur + step[d]] >= 0:
+                break
+        nxt = cur + step[d]
+        nx = x + _DX[d]
+        ny = y + _DY[d]
+        area2 += x * ny - nx * y
+        if nxt == start and cur == last:
+            break
+        back = (d + 4) & 7
+        cur = nxt
+        x = nx
+        y = ny
+    return abs(area2)
+
+
+@numba.njit(cache=True, inline="always")
+def _upper2(at, rt):
+    """Upper bound of 2 x the contour area (holes filled) of component ``rt``: its filled
+    region lies in its pixel box."""
+    if at[rt, _EULER4] == 4:
+        return np.int64(at[rt, _AREA2])
+    bw = np.int64(at[rt, _X1] - at[rt, _X0] + 1)
+    bh = np.int64(at[rt, _Y1] - at[rt, _Y0] + 1)
+    return min(2 * (bw - 1) * (bh - 1), at[rt, _AREA2] + 4 * (bw * bh - at[rt, _COUNT]))
+
+
+@numba.njit(cache=True)
+def _largest(lab, at, live, nlive, pw, li):
+    """The live root whose contour has the largest area (holes filled); ties -> the largest
+    first pixel. Each hole adds at least 2 to 2 x the area, so ``_AREA2 + 4 - _EULER4`` is a
+    lower bound; components whose bounds cannot decide are traced (result cached)."""
+    lower = np.int64(-1)
+    for k in range(nlive):
+        rt = live[k]
+        lower = max(lower, np.int64(at[rt, _AREA2] + 4 - at[rt, _EULER4]))
+    n_candidates = 0
+    best = -1
+    for k in range(nlive):
+        rt = live[k]
+        if _upper2(at, rt) >= lower:
+            n_candidates += 1
+            best = rt
+    if n_candidates == 1:
+        return best
+    best = -1
+    best_area = np.int64(-1)
+    for k in range(nlive):  # exact areas first (no hole, or measured since the last change)
+        rt = live[k]
+        if _upper2(at, rt) < lower:
+            continue
+        if at[rt, _EULER4] == 4:
+            a2 = np.int64(at[rt, _AREA2])
+        elif at[rt, _CACHED] >= at[rt, _CHANGED]:
+            a2 = np.int64(at[rt, _EXACT2])
+        else:
+            continue
+        if a2 > best_area or (a2 == best_area and at[rt, _FIRST] > at[best, _FIRST]):
+            best_area = a2
+            best = rt
+    for k in range(nlive):  # then trace the others that could still win
+        rt = live[k]
+        if at[rt, _EULER4] == 4 or at[rt, _CACHED] >= at[rt, _CHANGED]:
+            continue
+        if _upper2(at, rt) < max(lower, best_area):
+            continue
+        a2 = _outer_area2(lab, pw, at[rt, _FIRST])
+        at[rt, _EXACT2] = a2
+        at[rt, _CACHED] = li
+        if a2 > best_area or (a2 == best_area and at[rt, _FIRST] > at[best, _FIRST]):
+            best_area = a2
+            best = rt
+    return best
+
+
+@numba.njit(cache=True, inline="always")
+def _iou(x0, y0, x1, y1, gt):
+    """(best IoU with the GT boxes, best share of a GT box inside the box), as
+    ``keras_dgdm.boxes.iou`` computes them (+1 convention, the same float operations)."""
+    best = -1.0
+    cover = -1.0
+    a = (x1 - x0 + 1.0) * (y1 - y0 + 1.0)
+    for g in range(gt.shape[0]):
+        iw = max(min(x1, gt[g, 2]) - max(x0, gt[g, 0]) + 1.0, 0.0)
+        ih = max(min(y1, gt[g, 3]) - max(y0, gt[g, 1]) + 1.0, 0.0)
+        inter = iw * ih
+        b = (gt[g, 2] - gt[g, 0] + 1.0) * (gt[g, 3] - gt[g, 1] + 1.0)
+        best = max(best, inter / max(a + b - inter, 1e-12))
+        cover = max(cover, inter / max(b, 1e-12))
+    return best, cover
+
+
+@numba.njit(cache=True)
+def _sweep(h, w, order, bounds, foreground, multi, gt, emit, need, d_area2, d_euler, reps):
+    """One union-find sweep; a snapshot at every level where ``need`` is set.
+
+    Foreground: pixels are switched on from the end of ``order`` (decreasing value); after
+    level ``li`` the pixels ``order[bounds[li]:]`` are on. Background: from the start;
+    ``order[:bounds[li]]`` are on, and the snapshots look at the holes.
+
+    Returns (best, cover, boxes, counts): per level the best IoU of its boxes with ``gt`` and
+    (multi-contour foreground) the best ``_iou`` cover of a component with holes, -1 where
+    undefined; with ``emit``, the boxes of every level in order, ``counts[li]`` of them.
+    """
     pw = w + 2
-    hist = np.zeros(257, np.int64)
-    for r in range(h):
-        for c in range(w):
-            v = np.int64(q2d[r, c])
-            if descending:
-                v = 255 - v
-            hist[v + 1] += 1
-    for v in range(256):
-        hist[v + 1] += hist[v]
-    order = np.empty(h * w, np.int32)
-    vals = np.empty(h * w, np.int64)
-    for r in range(h):
-        for c in range(w):
-            v = np.int64(q2d[r, c])
-            k = 255 - v if descending else v
-            order[hist[k]] = (r + 1) * pw + c + 1
-            vals[hist[k]] = v
-            hist[k] += 1
-    return order, vals
+    offs = np.array([-pw - 1, -pw, -pw + 1, 1, pw + 1, pw, pw - 1, -1], np.int64)
+    n = h * w
+    lab = np.full((h + 2) * pw, -1, np.int32)
+    parent = np.empty(n, np.int32)
+    at = np.empty((n, _NCOL), np.int32)
+    live = np.empty(n, np.int32)
+    val = np.empty((n, 2), np.float64)  # cached (IoU, cover) of a component's box
+    nlev = bounds.shape[0]
+    best = np.full(nlev, -1.0)
+    cover = np.full(nlev, -1.0)
+    counts = np.zeros(nlev, np.int64)
+    boxes = np.zeros((max(nlev, 16) if emit else 0, 4), np.int64)
+    nbox = 0
+    stop = -1
+    for li in range(nlev):
+        if need[li]:
+            stop = li
+    nlive = 0
+    nid = 0
+    ptr = n - 1 if foreground else 0
+    step = -1 if foreground else 1
+    for li in range(stop + 1):
+        end = bounds[li] - 1 if foreground else bounds[li]
+        while ptr != end:
+            v = order[ptr]
+            ptr += step
+            r = v >> 16
+            c = v & 0xFFFF
+            p = (r + 1) * pw + c + 1
+            mask = 0
+            for k in range(8):
+                if lab[p + offs[k]] >= 0:
+                    mask |= 1 << k
+            if foreground:
+                da = d_area2[mask]
+                de = d_euler[mask]
+            else:
+                da = 1 if (r == 0 or c == 0 or r == h - 1 or c == w - 1) else 0
+                de = 0
+            n_groups = reps[mask, 0]
+            if n_groups == 0:  # a new component
+                root = nid
+                nid += 1
+                parent[root] = root
+                at[root, _X0] = c
+                at[root, _Y0] = r
+                at[root, _X1] = c
+                at[root, _Y1] = r
+                at[root, _FIRST] = p
+                at[root, _COUNT] = 0
+                at[root, _AREA2] = 0
+                at[root, _EULER4] = 0
+                at[root, _LIVEPOS] = nlive
+                at[root, _CACHED] = -1
+                live[nlive] = root
+                nlive += 1
+            else:  # join the components of the neighbour groups
+                root = _find(parent, lab[p + offs[reps[mask, 1]]])
+                for k in range(2, n_groups + 1):
+                    rb = _find(parent, lab[p + offs[reps[mask, k]]])
+                    if rb != root:
+                        root, nlive = _merge(parent, at, live, nlive, root, rb)
+                if c < at[root, _X0]:  # (if, not min(): the operands are int32 and int64)
+                    at[root, _X0] = c
+                if r < at[root, _Y0]:
+                    at[root, _Y0] = r
+                if c > at[root, _X1]:
+                    at[root, _X1] = c
+                if r > at[root, _Y1]:
+                    at[root, _Y1] = r
+                if p < at[root, _FIRST]:
+                    at[root, _FIRST] = p
+            lab[p] = root
+            at[root, _COUNT] += 1
+            at[root, _AREA2] += da
+            at[root, _EULER4] += de
+            at[root, _CHANGED] = li
+        if not need[li]:
+            continue
+        # ---- snapshot ----
+        if foreground and (nlive == 0 or not multi):
+            if nlive == 0:
+                x0 = y0 = x1 = y1 = 0
+            else:
+                rt = _largest(lab, at, live, nlive, pw, li)
+                x0 = at[rt, _X0]
+                y0 = at[rt, _Y0]
+                x1 = min(at[rt, _X1] + 1, w - 1)
+                y1 = min(at[rt, _Y1] + 1, h - 1)
+            if gt.shape[0]:
+                best[li] = _iou(x0, y0, x1, y1, gt)[0]
+            if emit:
+                if nbox >= boxes.shape[0]:
+                    boxes = _grow(boxes)
+                boxes[nbox, 0] = x0
+                boxes[nbox, 1] = y0
+                boxes[nbox, 2] = x1
+                boxes[nbox, 3] = y1
+                nbox += 1
+                counts[li] = 1
+            continue
+        for k in range(nlive):
+            rt = live[k]
+            if foreground:
+                x0 = at[rt, _X0]
+                y0 = at[rt, _Y0]
+                x1 = min(at[rt, _X1] + 1, w - 1)
+                y1 = min(at[rt, _Y1] + 1, h - 1)
+            elif at[rt, _AREA2] == 0:  # a hole: no pixel on the image border
+                x0 = at[rt, _X0] - 1
+                y0 = at[rt, _Y0] - 1
+                x1 = min(at[rt, _X1] + 2, w - 1)
+                y1 = min(at[rt, _Y1] + 2, h - 1)
+            else:
+                continue
+            if gt.shape[0]:
+                if at[rt, _CACHED] < at[rt, _CHANGED]:
+                    val[rt, 0], val[rt, 1] = _iou(x0, y0, x1, y1, gt)
+                    at[rt, _CACHED] = li
+                best[li] = max(best[li], val[rt, 0])
+                if foreground and at[rt, _EULER4] < 4:
+                    cover[li] = max(cover[li], val[rt, 1])
+            if emit:
+                if nbox >= boxes.shape[0]:
+                    boxes = _grow(boxes)
+                boxes[nbox, 0] = x0
+                boxes[nbox, 1] = y0
+                boxes[nbox, 2] = x1
+                boxes[nbox, 3] = y1
+                nbox += 1
+                counts[li] += 1
+    return best, cover, boxes[:nbox], counts
 
 
 @numba.njit(cache=True)
@@ -268,381 +554,37 @@ def _grow(boxes):
     return out
 
 
-@numba.njit(cache=True)
-def _filled_area2(fg, pw, root, parent, x0, y0, x1, y1, grid, stack):
-    """2 x the contour area of component ``root`` with its holes filled (exact, flood fill).
-
-    Works on the component's pixel box grown by one pixel: cells outside the component that
-    the padding reaches 4-connectedly are outside; everything else is filled.
-    """
-    gw = x1 - x0 + 3
-    gh = y1 - y0 + 3
-    for i in range(gh):
-        for j in range(gw):
-            val = 0
-            if 0 < i < gh - 1 and 0 < j < gw - 1:
-                idx = (y0 + i) * pw + x0 + j  # padded index of pixel (y0 - 1 + i, x0 - 1 + j)
-                if fg[idx] and _find(parent, idx) == root:
-                    val = 1
-            grid[i * gw + j] = val
-    stack[0] = 0
-    grid[0] = 2
-    top = 1
-    while top > 0:
-        top -= 1
-        cell = stack[top]
-        i = cell // gw
-        j = cell - i * gw
-        if i > 0 and grid[cell - gw] == 0:
-            grid[cell - gw] = 2
-            stack[top] = cell - gw
-            top += 1
-        if i < gh - 1 and grid[cell + gw] == 0:
-            grid[cell + gw] = 2
-            stack[top] = cell + gw
-            top += 1
-        if j > 0 and grid[cell - 1] == 0:
-            grid[cell - 1] = 2
-            stack[top] = cell - 1
-            top += 1
-        if j < gw - 1 and grid[cell + 1] == 0:
-            grid[cell + 1] = 2
-            stack[top] = cell + 1
-            top += 1
-    area2 = 0
-    for i in range(gh - 1):
-        for j in range(gw - 1):
-            cell = i * gw + j
-            n = ((grid[cell] != 2) + (grid[cell + 1] != 2)
-                 + (grid[cell + gw] != 2) + (grid[cell + gw + 1] != 2))
-            if n == 4:
-                area2 += 2
-            elif n == 3:
-                area2 += 1
-    return area2
-
-
-# Columns of the per-root attribute table ``at`` of the foreground pass (one int32 row per
-# padded pixel, valid at roots): 0 pixel count, 1-4 pixel box x0, y0, x1, y1, 5 first pixel
-# (padded raster index), 6 2 x hole-free contour area, 7 4 x Euler number, 8 position in the
-# live list, 9 id of the last emitted box (-1: changed since).
-
-
-@numba.njit(cache=True, inline="always")
-def _upper2(at, rt):
-    """Upper bound of 2 x the filled contour area of component ``rt``."""
-    if at[rt, 7] == 4:
-        return np.int64(at[rt, 6])
-    bw = np.int64(at[rt, 3] - at[rt, 1] + 1)
-    bh = np.int64(at[rt, 4] - at[rt, 2] + 1)
-    return min(2 * (bw - 1) * (bh - 1), at[rt, 6] + 4 * (bw * bh - at[rt, 0]))
-
-
-@numba.njit(cache=True, inline="always")
-def _emit(boxes, nbox, x0, y0, x1, y1):
-    if nbox >= boxes.shape[0]:
-        boxes = _grow(boxes)
-    boxes[nbox, 0] = x0
-    boxes[nbox, 1] = y0
-    boxes[nbox, 2] = x1
-    boxes[nbox, 3] = y1
-    return boxes
-
-
-@numba.njit(cache=True, inline="always")
-def _emit_id(ids, nid, value):
-    if nid >= ids.shape[0]:
-        out = np.empty(ids.shape[0] * 2, np.int64)
-        out[: ids.shape[0]] = ids
-        ids = out
-    ids[nid] = value
-    return ids
-
-
-@numba.njit(cache=True)
-def _foreground_pass(q2d, levels_desc, multi, d_area2, d_euler, n_clusters, cluster_rep):
-    """Union-find over pixels in decreasing value order; a snapshot at every level.
-
-    Returns (boxes, ids, counts): the distinct boxes, and for every level of ``levels_desc``
-    (in that order) ``counts[li]`` entries of ``ids`` naming its boxes (one per level in
-    single-contour mode, one per component in multi-contour mode; a component unchanged since
-    the previous level reuses its box).
-    """
-    h, w = q2d.shape
-    pw = w + 2
-    npad = (h + 2) * pw
-    order, vals = _sorted_padded_pixels(q2d, True)
-    offs = np.array([-pw - 1, -pw, -pw + 1, 1, pw + 1, pw, pw - 1, -1], np.int32)
-    parent = np.empty(npad, np.int32)
-    fg = np.zeros(npad, np.uint8)
-    at = np.empty((npad, 10), np.int32)
-    live = np.empty(h * w, np.int32)
-    nlive = 0
-    grid = np.empty(npad, np.uint8)
-    stack = np.empty(npad, np.int32)
-    nlev = levels_desc.shape[0]
-    boxes = np.zeros((max(nlev * 4, 64), 4), np.int64)
-    ids = np.empty(max(nlev * 4, 64), np.int64)
-    counts = np.zeros(nlev, np.int64)
-    nbox = 0
-    nid = 0
-    ptr = 0
-    n = h * w
-    for li in range(nlev):
-        thr = levels_desc[li]
-        while ptr < n and vals[ptr] > thr:
-            p = order[ptr]
-            ptr += 1
-            r = p // pw - 1
-            c = p - (r + 1) * pw - 1
-            mask = 0
-            for k in range(8):
-                if fg[p + offs[k]]:
-                    mask |= 1 << k
-            fg[p] = 1
-            ncl = n_clusters[mask]
-            if ncl == 0:
-                parent[p] = p
-                at[p, 0] = 1
-                at[p, 1] = c
-                at[p, 2] = r
-                at[p, 3] = c
-                at[p, 4] = r
-                at[p, 5] = p
-                at[p, 6] = d_area2[mask]
-                at[p, 7] = d_euler[mask]
-                at[p, 8] = nlive
-                at[p, 9] = -1
-                live[nlive] = p
-                nlive += 1
-                continue
-            root = _find(parent, p + offs[cluster_rep[mask, 0]])
-            parent[p] = root
-            at[root, 0] += 1
-            at[root, 1] = min(at[root, 1], c)
-            at[root, 2] = min(at[root, 2], r)
-            at[root, 3] = max(at[root, 3], c)
-            at[root, 4] = max(at[root, 4], r)
-            at[root, 5] = min(at[root, 5], p)
-            for k in range(1, ncl):
-                rb = _find(parent, p + offs[cluster_rep[mask, k]])
-                if rb == root:
-                    continue
-                ra = root
-                if at[ra, 0] < at[rb, 0]:
-                    ra, rb = rb, ra
-                parent[rb] = ra
-                at[ra, 0] += at[rb, 0]
-                at[ra, 1] = min(at[ra, 1], at[rb, 1])
-                at[ra, 2] = min(at[ra, 2], at[rb, 2])
-                at[ra, 3] = max(at[ra, 3], at[rb, 3])
-                at[ra, 4] = max(at[ra, 4], at[rb, 4])
-                at[ra, 5] = min(at[ra, 5], at[rb, 5])
-                at[ra, 6] += at[rb, 6]
-                at[ra, 7] += at[rb, 7]
-                pos = at[rb, 8]
-                last = live[nlive - 1]
-                live[pos] = last
-                at[last, 8] = pos
-                nlive -= 1
-                root = ra
-            at[root, 6] += d_area2[mask]
-            at[root, 7] += d_euler[mask]
-            at[root, 9] = -1
-        # ---- snapshot of level thr ----
-        if nlive == 0:
-            boxes = _emit(boxes, nbox, 0, 0, 0, 0)
-            ids = _emit_id(ids, nid, nbox)
-            nbox += 1
-            nid += 1
-            counts[li] = 1
-            continue
-        if multi:
-            for k in range(nlive):
-                rt = live[k]
-                if at[rt, 9] < 0:
-                    boxes = _emit(boxes, nbox, at[rt, 1], at[rt, 2], min(at[rt, 3] + 1, w - 1),
-                                  min(at[rt, 4] + 1, h - 1))
-                    at[rt, 9] = nbox
-                    nbox += 1
-                ids = _emit_id(ids, nid, at[rt, 9])
-                nid += 1
-            counts[li] = nlive
-            continue
-        # Single contour: the largest contour area (holes filled), ties -> last discovered.
-        # Bounds of each component's area: its hole-free local area (exact when it has no
-        # hole: Euler number 1, i.e. at[rt, 7] == 4) <= area <= _upper2.
-        lower = np.int64(-1)
-        for k in range(nlive):
-            rt = live[k]
-            if at[rt, 6] > lower:
-                lower = np.int64(at[rt, 6])
-        ncand = 0
-        best = -1
-        for k in range(nlive):
-            rt = live[k]
-            if _upper2(at, rt) >= lower:
-                ncand += 1
-                best = rt
-        if ncand > 1:
-            best = -1
-            best_area = np.int64(-1)
-            for k in range(nlive):
-                rt = live[k]
-                if _upper2(at, rt) < max(lower, best_area):
-                    continue
-                a2 = np.int64(at[rt, 6])
-                if at[rt, 7] != 4:
-                    a2 = _filled_area2(fg, pw, rt, parent, at[rt, 1], at[rt, 2], at[rt, 3],
-                                       at[rt, 4], grid, stack)
-                if a2 > best_area or (a2 == best_area and at[rt, 5] > at[best, 5]):
-                    best_area = a2
-                    best = rt
-        if at[best, 9] < 0:
-            boxes = _emit(boxes, nbox, at[best, 1], at[best, 2], min(at[best, 3] + 1, w - 1),
-                          min(at[best, 4] + 1, h - 1))
-            at[best, 9] = nbox
-            nbox += 1
-        ids = _emit_id(ids, nid, at[best, 9])
-        nid += 1
-        counts[li] = 1
-    return boxes[:nbox], ids[:nid], counts
-
-
-@numba.njit(cache=True)
-def _hole_pass(q2d, levels_asc, n_clusters4, cluster_rep4, min_area):
-    """Union-find over the background (``q <= level``, 4-connected) in increasing value order.
-
-    At every level of ``levels_asc``, cv2 draws a contour around each hole (a background
-    component that does not touch the image border); its box is the hole's pixel box grown by
-    one pixel, then the ``x + w`` rule. Holes whose box area (+1 convention) is at most
-    ``min_area[li]`` are left out (see ``best_iou_curve``). Returns (boxes, ids, counts) as
-    ``_foreground_pass``.
-    """
-    h, w = q2d.shape
-    pw = w + 2
-    npad = (h + 2) * pw
-    order, vals = _sorted_padded_pixels(q2d, False)
-    offs = np.array([-pw - 1, -pw, -pw + 1, 1, pw + 1, pw, pw - 1, -1], np.int32)
-    parent = np.empty(npad, np.int32)
-    bg = np.zeros(npad, np.uint8)
-    at = np.empty((npad, 8), np.int32)  # size, x0, y0, x1, y1, touches border, livepos, boxid
-    live = np.empty(h * w, np.int32)
-    nlive = 0
-    nlev = levels_asc.shape[0]
-    boxes = np.zeros((64, 4), np.int64)
-    ids = np.empty(64, np.int64)
-    counts = np.zeros(nlev, np.int64)
-    nbox = 0
-    nid = 0
-    ptr = 0
-    n = h * w
-    for li in range(nlev):
-        thr = levels_asc[li]
-        while ptr < n and vals[ptr] <= thr:
-            p = order[ptr]
-            ptr += 1
-            r = p // pw - 1
-            c = p - (r + 1) * pw - 1
-            border = 1 if (r == 0 or c == 0 or r == h - 1 or c == w - 1) else 0
-            mask = 0
-            for k in range(8):
-                if bg[p + offs[k]]:
-                    mask |= 1 << k
-            bg[p] = 1
-            root = -1
-            for j in range(n_clusters4[mask]):
-                rb = _find(parent, p + offs[cluster_rep4[mask, j]])
-                if root == -1:
-                    root = rb
-                    parent[p] = rb
-                    at[rb, 0] += 1
-                    at[rb, 1] = min(at[rb, 1], c)
-                    at[rb, 2] = min(at[rb, 2], r)
-                    at[rb, 3] = max(at[rb, 3], c)
-                    at[rb, 4] = max(at[rb, 4], r)
-                    at[rb, 5] |= border
-                    at[rb, 7] = -1
-                    continue
-                if rb == root:
-                    continue
-                ra = root
-                if at[ra, 0] < at[rb, 0]:
-                    ra, rb = rb, ra
-                parent[rb] = ra
-                at[ra, 0] += at[rb, 0]
-                at[ra, 1] = min(at[ra, 1], at[rb, 1])
-                at[ra, 2] = min(at[ra, 2], at[rb, 2])
-                at[ra, 3] = max(at[ra, 3], at[rb, 3])
-                at[ra, 4] = max(at[ra, 4], at[rb, 4])
-                at[ra, 5] |= at[rb, 5]
-                at[ra, 7] = -1
-                pos = at[rb, 6]
-                last = live[nlive - 1]
-                live[pos] = last
-                at[last, 6] = pos
-                nlive -= 1
-                root = ra
-            if root == -1:
-                parent[p] = p
-                at[p, 0] = 1
-                at[p, 1] = c
-                at[p, 2] = r
-                at[p, 3] = c
-                at[p, 4] = r
-                at[p, 5] = border
-                at[p, 6] = nlive
-                at[p, 7] = -1
-                live[nlive] = p
-                nlive += 1
-        cnt = 0
-        for k in range(nlive):
-            rt = live[k]
-            if at[rt, 5]:
-                continue
-            if (at[rt, 3] - at[rt, 1] + 4) * (at[rt, 4] - at[rt, 2] + 4) <= min_area[li]:
-                continue  # box area, before clipping (an upper bound of the clipped one)
-            if at[rt, 7] < 0:
-                boxes = _emit(boxes, nbox, at[rt, 1] - 1, at[rt, 2] - 1,
-                              min(at[rt, 3] + 2, w - 1), min(at[rt, 4] + 2, h - 1))
-                at[rt, 7] = nbox
-                nbox += 1
-            ids = _emit_id(ids, nid, at[rt, 7])
-            nid += 1
-            cnt += 1
-        counts[li] = cnt
-    return boxes[:nbox], ids[:nid], counts
-
-
-
-
 # ----------------------------------------------------------------------------------------------
 # public API
 # ----------------------------------------------------------------------------------------------
 
 
-def _level_boxes(cam, thresholds, multi_contour, hole_min_area=None):
-    """Boxes of every distinct level, from the numba passes.
-
-    Returns (inverse, parts): ``inverse[i]`` is the (ascending) level index of threshold ``i``;
-    ``parts`` holds one (boxes, ids, starts, counts) tuple per pass (foreground, and holes in
-    multi-contour mode): the boxes of level ``li`` are
-    ``boxes[ids[starts[li]: starts[li] + counts[li]]]``.
-    """
+def _level_sweeps(cam, thresholds, multi_contour, gt, emit):
+    """Runs the sweeps; returns (inverse, parts): ``inverse[i]`` is the (ascending) level index
+    of threshold ``i``; ``parts`` holds a (best, boxes, counts) triple per sweep (foreground,
+    then holes in multi-contour mode), each indexed by ascending level."""
     q = quantize_cam(cam)
-    levels = _levels(q, thresholds)
-    uniq, inverse = np.unique(levels, return_inverse=True)  # ascending
-    fb, fi, fc = _foreground_pass(q, np.ascontiguousarray(uniq[::-1]), bool(multi_contour),
-                                  _D_AREA2, _D_EULER, _N_CLUSTERS, _CLUSTER_REP)
-    parts = [(fb, fi, (np.cumsum(fc) - fc)[::-1], fc[::-1])]  # -> ascending level order
+    h, w = q.shape
+    if max(h, w) >= 1 << 15:
+        raise ValueError(f"cam is too large for the box search (shape {q.shape}); "
+                         "height and width must be below 32768.")
+    uniq, inverse = np.unique(_levels(q, thresholds), return_inverse=True)  # ascending
+    order, cum = _sort_pixels(q)
+    bounds = cum[uniq + 1]  # pixels <= level
+    nlev = uniq.shape[0]
+    best, cover, boxes, counts = _sweep(h, w, order, np.ascontiguousarray(bounds[::-1]), True,
+                                        bool(multi_contour), gt, emit, np.ones(nlev, np.bool_),
+                                        _D_AREA2, _D_EULER, _REPS8)
+    parts = [(best[::-1], boxes, counts[::-1], True)]
     if multi_contour:
-        if hole_min_area is None:
-            min_area = np.full(uniq.shape[0], -1.0)
-        else:  # a callback: per-level bound from the foreground boxes
-            min_area = np.asarray(hole_min_area(parts[0]), np.float64)
-        hb, hi, hc = _hole_pass(q, np.ascontiguousarray(uniq), _N_CLUSTERS4, _CLUSTER_REP4,
-                                min_area)
-        parts.append((hb, hi, np.cumsum(hc) - hc, hc))
+        # A hole's box lies inside its component's box, so it can only beat the level's best
+        # IoU where some component with holes covers a GT box better than that (the margin
+        # absorbs rounding); without GT boxes every level is needed.
+        need = np.ones(nlev, np.bool_) if emit else cover[::-1] >= best[::-1] - 1e-9
+        if need.any():
+            hb, _, hboxes, hcounts = _sweep(h, w, order, bounds, False, True, gt, emit, need,
+                                            _D_AREA2, _D_EULER, _REPS4)
+            parts.append((hb, hboxes, hcounts, False))
     return inverse.reshape(-1), parts
 
 
@@ -665,12 +607,13 @@ def boxes_at_thresholds(cam, cam_thresholds, multi_contour=False):
         >>> boxes_at_thresholds(cam, [0.5])[0].tolist()   # x1 = 3 + 1, y1 = 2 + 1 (cv2 rule)
         [[1, 1, 4, 3]]
     """
-    inverse, parts = _level_boxes(cam, cam_thresholds, multi_contour)
-    out = []
-    for li in inverse:
-        out.append(np.concatenate(
-            [b[i[s[li]: s[li] + c[li]]] for b, i, s, c in parts], axis=0))
-    return out
+    inverse, parts = _level_sweeps(cam, cam_thresholds, multi_contour, np.zeros((0, 4)), True)
+    per_level = []
+    for _, boxes, counts, descending in parts:
+        ends = np.cumsum(counts[::-1] if descending else counts)
+        split = np.split(boxes, ends[:-1])  # in sweep order
+        per_level.append(split[::-1] if descending else split)
+    return [np.concatenate([p[li] for p in per_level], axis=0) for li in inverse]
 
 
 def box_from_cam(cam, threshold):
@@ -684,21 +627,12 @@ def box_from_cam(cam, threshold):
     return boxes_at_thresholds(cam, [threshold], multi_contour=False)[0][0]
 
 
-def _segment_max(values, starts, counts):
-    """Max of ``values`` over each segment (-inf for an empty one); segments in any order."""
-    out = np.full(counts.shape[0], -np.inf)
-    nz = np.flatnonzero(counts > 0)
-    if nz.size:
-        srt = nz[np.argsort(starts[nz], kind="stable")]
-        out[srt] = np.maximum.reduceat(values, starts[srt])
-    return out
-
-
 def best_iou_curve(cam, gt_boxes, cam_thresholds, multi_contour=False):
     """Best IoU between the CAM's box(es) and the GT boxes at every CAM threshold.
 
-    This is the hot path of ``keras_dgdm.metrics``: boxes for all thresholds come from one pass
-    over the CAM, IoUs from ``keras_dgdm.boxes.iou`` (+1 pixel convention).
+    This is the hot path of ``keras_dgdm.metrics``: the boxes of all thresholds come from one
+    sweep over the CAM (two in multi-contour mode) and their IoUs (+1 pixel convention, as
+    ``keras_dgdm.boxes.iou``) are taken inside it.
 
     Args:
         cam: (H, W) float array in [0, 1].
@@ -717,24 +651,9 @@ def best_iou_curve(cam, gt_boxes, cam_thresholds, multi_contour=False):
     gt = validate_boxes(gt_boxes, name="gt_boxes")
     if gt.shape[0] == 0:
         raise ValueError("gt_boxes must hold at least one box.")
-    gt_area_min = ((gt[:, 2] - gt[:, 0] + 1) * (gt[:, 3] - gt[:, 1] + 1)).min()
-
-    def level_best(part):
-        boxes, ids, starts, counts = part
-        per_box = iou(boxes, gt).max(axis=1)  # each distinct box once
-        return _segment_max(per_box[ids], starts, counts)
-
-    fg_best = []
-
-    def hole_min_area(fg_part):
-        # A hole box H lies inside its component's box. IoU(H, G) <= area(H) / area(G), so a
-        # hole whose box area is <= best_fg_iou * min GT area cannot raise the level's best
-        # IoU (the 1e-9 margin absorbs rounding); the kernel skips those holes.
-        fg_best.append(level_best(fg_part))
-        return fg_best[0] * gt_area_min * (1.0 - 1e-9)
-
-    inverse, parts = _level_boxes(cam, cam_thresholds, multi_contour, hole_min_area)
-    best = fg_best[0] if fg_best else level_best(parts[0])
-    if len(parts) > 1 and parts[1][0].shape[0]:
-        best = np.maximum(best, level_best(parts[1]))
+    inverse, parts = _level_sweeps(cam, cam_thresholds, multi_contour,
+                                   np.ascontiguousarray(gt), False)
+    best = parts[0][0]
+    if len(parts) > 1:
+        best = np.maximum(best, parts[1][0])
     return best[inverse]
