@@ -225,28 +225,47 @@ _LIVEPOS = 8  # position in the list of live roots
 _CHANGED = 9  # index of the last level at which the component changed
 _CACHED = 10  # index of the level at which the cached values were computed (-1: none)
 _EXACT2 = 11  # cached 2 x contour area with holes filled (single-contour mode)
-_NCOL = 12
+_NCOL = 16  # (64-byte rows)
 
 
 @numba.njit(cache=True)
 def _sort_pixels(q):
-    """Pixels in increasing value order (counting sort; raster order within a value), packed
-    ``row << 16 | col``, and ``cum[v]``: the number of pixels of value < v (v in 0..256)."""
+    """The pixels in increasing value order (counting sort; raster order within a value).
+
+    Returns (order, masks, cum): ``order`` packs ``row << 16 | col``; ``masks[i]`` is the
+    8-neighbourhood mask (bits as ``_NEIGHBOURS``) of the neighbours that come after pixel
+    ``order[i]`` in that order, i.e. those already on when the decreasing-value sweep switches
+    it on (the increasing sweep sees the other neighbours inside the image); ``cum[v]`` is the
+    number of pixels of value < v (v in 0..256).
+    """
     h, w = q.shape
+    qp = np.full((h + 2, w + 2), -1, np.int16)  # padding: never after a pixel
     cum = np.zeros(257, np.int64)
     for r in range(h):
         for c in range(w):
+            qp[r + 1, c + 1] = q[r, c]
             cum[q[r, c] + 1] += 1
     for v in range(256):
         cum[v + 1] += cum[v]
+    mk = np.empty((h, w), np.uint8)
+    for r in range(1, h + 1):
+        for c in range(1, w + 1):  # raster-earlier neighbours come after on a larger value,
+            v = qp[r, c]  # raster-later ones on an equal or larger value
+            mk[r - 1, c - 1] = (
+                (qp[r - 1, c - 1] > v) | ((qp[r - 1, c] > v) << 1) | ((qp[r - 1, c + 1] > v) << 2)
+                | ((qp[r, c + 1] >= v) << 3) | ((qp[r + 1, c + 1] >= v) << 4)
+                | ((qp[r + 1, c] >= v) << 5) | ((qp[r + 1, c - 1] >= v) << 6)
+                | ((qp[r, c - 1] > v) << 7))
     pos = cum[:256].copy()
     order = np.empty(h * w, np.int32)
+    masks = np.empty(h * w, np.uint8)
     for r in range(h):
         for c in range(w):
-            v = q[r, c]
-            order[pos[v]] = (r << 16) | c
-            pos[v] += 1
-    return order, cum
+            k = pos[q[r, c]]
+            pos[q[r, c]] = k + 1
+            order[k] = (r << 16) | c
+            masks[k] = mk[r, c]
+    return order, masks, cum
 
 
 @numba.njit(cache=True, inline="always")
@@ -400,29 +419,49 @@ def _iou(x0, y0, x1, y1, gt):
     return best, cover
 
 
+@numba.njit(cache=True, inline="always")
+def _emit(boxes, nbox, x0, y0, x1, y1):
+    if nbox >= boxes.shape[0]:
+        boxes = _grow(boxes)
+    boxes[nbox, 0] = x0
+    boxes[nbox, 1] = y0
+    boxes[nbox, 2] = x1
+    boxes[nbox, 3] = y1
+    return boxes
+
+
 @numba.njit(cache=True)
-def _sweep(h, w, order, bounds, foreground, multi, gt, emit, need, d_area2, d_euler, reps):
-    """One union-find sweep; a snapshot at every level where ``need`` is set.
+def _sweep(h, w, order, masks, bounds, foreground, multi, gt, emit, need, regions, d_area2,
+           d_euler, reps):
+    """One union-find sweep (``_sort_pixels`` gives ``order`` and ``masks``); a snapshot at
+    every level where ``need`` is set.
 
-    Foreground: pixels are switched on from the end of ``order`` (decreasing value); after
-    level ``li`` the pixels ``order[bounds[li]:]`` are on. Background: from the start;
-    ``order[:bounds[li]]`` are on, and the snapshots look at the holes.
+    Foreground: the pixels are switched on from the end of ``order`` (decreasing value);
+    after level ``li`` the pixels ``order[bounds[li]:]`` are on. Background: from the start;
+    of ``order[:bounds[li]]`` those inside ``regions[li]`` (x0, y0, x1, y1; the regions
+    shrink from level to level) are on, and the snapshots look at the holes: the components
+    whose box lies strictly inside the region (all their neighbours are then on or
+    foreground, and none is on the image border).
 
-    Returns (best, cover, boxes, counts): per level the best IoU of its boxes with ``gt`` and
-    (multi-contour foreground) the best ``_iou`` cover of a component with holes, -1 where
-    undefined; with ``emit``, the boxes of every level in order, ``counts[li]`` of them.
+    Returns (best, hole_regions, boxes, counts): per level the best IoU of its boxes with
+    ``gt`` (-1 without ``gt`` or box); for the multi-contour foreground with ``gt``, per
+    level the union of the pixel boxes of the components whose holes could beat ``best``
+    (x0 > x1 where none could; a hole lies inside its component's pixel box); with
+    ``emit``, the boxes of every level, level after level, ``counts[li]`` of them.
     """
     pw = w + 2
     offs = np.array([-pw - 1, -pw, -pw + 1, 1, pw + 1, pw, pw - 1, -1], np.int64)
     n = h * w
-    lab = np.full((h + 2) * pw, -1, np.int32)
+    lab = np.full((h + 2) * pw, -1, np.int32)  # component id of a pixel that is on
     parent = np.empty(n, np.int32)
     at = np.empty((n, _NCOL), np.int32)
     live = np.empty(n, np.int32)
     val = np.empty((n, 2), np.float64)  # cached (IoU, cover) of a component's box
     nlev = bounds.shape[0]
     best = np.full(nlev, -1.0)
-    cover = np.full(nlev, -1.0)
+    hole_regions = np.empty((nlev, 4), np.int64)
+    hole_regions[:, :2] = max(h, w)  # empty
+    hole_regions[:, 2:] = -1
     counts = np.zeros(nlev, np.int64)
     boxes = np.zeros((max(nlev, 16) if emit else 0, 4), np.int64)
     nbox = 0
@@ -436,22 +475,29 @@ def _sweep(h, w, order, bounds, foreground, multi, gt, emit, need, d_area2, d_eu
     step = -1 if foreground else 1
     for li in range(stop + 1):
         end = bounds[li] - 1 if foreground else bounds[li]
+        rx0, ry0, rx1, ry1 = regions[li, 0], regions[li, 1], regions[li, 2], regions[li, 3]
         while ptr != end:
             v = order[ptr]
+            mask = np.int64(masks[ptr])
             ptr += step
             r = v >> 16
             c = v & 0xFFFF
             p = (r + 1) * pw + c + 1
-            mask = 0
-            for k in range(8):
-                if lab[p + offs[k]] >= 0:
-                    mask |= 1 << k
             if foreground:
                 da = d_area2[mask]
                 de = d_euler[mask]
             else:
-                da = 1 if (r == 0 or c == 0 or r == h - 1 or c == w - 1) else 0
+                if r < ry0 or r > ry1 or c < rx0 or c > rx1:
+                    continue
+                da = 0
                 de = 0
+                if r == ry0 or r == ry1 or c == rx0 or c == rx1:
+                    mask = 0  # some neighbours may be outside the regions: look
+                    for k in range(8):
+                        if lab[p + offs[k]] >= 0:
+                            mask |= 1 << k
+                else:  # the neighbours before it (all inside the regions so far)
+                    mask = ~mask & 0xFF
             n_groups = reps[mask, 0]
             if n_groups == 0:  # a new component
                 root = nid
@@ -505,12 +551,7 @@ def _sweep(h, w, order, bounds, foreground, multi, gt, emit, need, d_area2, d_eu
             if gt.shape[0]:
                 best[li] = _iou(x0, y0, x1, y1, gt)[0]
             if emit:
-                if nbox >= boxes.shape[0]:
-                    boxes = _grow(boxes)
-                boxes[nbox, 0] = x0
-                boxes[nbox, 1] = y0
-                boxes[nbox, 2] = x1
-                boxes[nbox, 3] = y1
+                boxes = _emit(boxes, nbox, x0, y0, x1, y1)
                 nbox += 1
                 counts[li] = 1
             continue
@@ -521,7 +562,8 @@ def _sweep(h, w, order, bounds, foreground, multi, gt, emit, need, d_area2, d_eu
                 y0 = at[rt, _Y0]
                 x1 = min(at[rt, _X1] + 1, w - 1)
                 y1 = min(at[rt, _Y1] + 1, h - 1)
-            elif at[rt, _AREA2] == 0:  # a hole: no pixel on the image border
+            elif (at[rt, _X0] > rx0 and at[rt, _X1] < rx1 and at[rt, _Y0] > ry0
+                  and at[rt, _Y1] < ry1):  # a hole
                 x0 = at[rt, _X0] - 1
                 y0 = at[rt, _Y0] - 1
                 x1 = min(at[rt, _X1] + 2, w - 1)
@@ -533,18 +575,21 @@ def _sweep(h, w, order, bounds, foreground, multi, gt, emit, need, d_area2, d_eu
                     val[rt, 0], val[rt, 1] = _iou(x0, y0, x1, y1, gt)
                     at[rt, _CACHED] = li
                 best[li] = max(best[li], val[rt, 0])
-                if foreground and at[rt, _EULER4] < 4:
-                    cover[li] = max(cover[li], val[rt, 1])
             if emit:
-                if nbox >= boxes.shape[0]:
-                    boxes = _grow(boxes)
-                boxes[nbox, 0] = x0
-                boxes[nbox, 1] = y0
-                boxes[nbox, 2] = x1
-                boxes[nbox, 3] = y1
+                boxes = _emit(boxes, nbox, x0, y0, x1, y1)
                 nbox += 1
                 counts[li] += 1
-    return best, cover, boxes[:nbox], counts
+        if foreground and gt.shape[0]:
+            # A hole's box lies inside its component's box B, so its IoU with a GT box G is
+            # at most |B & G| / |G| (the cover); the margin absorbs rounding.
+            for k in range(nlive):
+                rt = live[k]
+                if at[rt, _EULER4] < 4 and val[rt, 1] >= best[li] - 1e-9:
+                    hole_regions[li, 0] = min(hole_regions[li, 0], at[rt, _X0])
+                    hole_regions[li, 1] = min(hole_regions[li, 1], at[rt, _Y0])
+                    hole_regions[li, 2] = max(hole_regions[li, 2], at[rt, _X1])
+                    hole_regions[li, 3] = max(hole_regions[li, 3], at[rt, _Y1])
+    return best, hole_regions, boxes[:nbox], counts
 
 
 @numba.njit(cache=True)
@@ -561,30 +606,41 @@ def _grow(boxes):
 
 def _level_sweeps(cam, thresholds, multi_contour, gt, emit):
     """Runs the sweeps; returns (inverse, parts): ``inverse[i]`` is the (ascending) level index
-    of threshold ``i``; ``parts`` holds a (best, boxes, counts) triple per sweep (foreground,
-    then holes in multi-contour mode), each indexed by ascending level."""
+    of threshold ``i``; ``parts`` holds a (best, boxes, counts, descending) tuple per sweep
+    (foreground, then holes in multi-contour mode); ``best`` is indexed by ascending level,
+    ``boxes`` / ``counts`` are in sweep order (``descending``: decreasing levels)."""
     q = quantize_cam(cam)
     h, w = q.shape
     if max(h, w) >= 1 << 15:
         raise ValueError(f"cam is too large for the box search (shape {q.shape}); "
                          "height and width must be below 32768.")
     uniq, inverse = np.unique(_levels(q, thresholds), return_inverse=True)  # ascending
-    order, cum = _sort_pixels(q)
+    order, masks, cum = _sort_pixels(q)
     bounds = cum[uniq + 1]  # pixels <= level
     nlev = uniq.shape[0]
-    best, cover, boxes, counts = _sweep(h, w, order, np.ascontiguousarray(bounds[::-1]), True,
-                                        bool(multi_contour), gt, emit, np.ones(nlev, np.bool_),
-                                        _D_AREA2, _D_EULER, _REPS8)
-    parts = [(best[::-1], boxes, counts[::-1], True)]
+    everywhere = np.tile(np.array([0, 0, w - 1, h - 1], np.int64), (nlev, 1))
+    best, regions, boxes, counts = _sweep(
+        h, w, order, masks, np.ascontiguousarray(bounds[::-1]), True, bool(multi_contour), gt,
+        emit, np.ones(nlev, np.bool_), everywhere, _D_AREA2, _D_EULER, _REPS8)
+    parts = [(best[::-1], boxes, counts, True)]
     if multi_contour:
-        # A hole's box lies inside its component's box, so it can only beat the level's best
-        # IoU where some component with holes covers a GT box better than that (the margin
-        # absorbs rounding); without GT boxes every level is needed.
-        need = np.ones(nlev, np.bool_) if emit else cover[::-1] >= best[::-1] - 1e-9
+        # Without GT boxes every hole is wanted. With them, only the holes inside components
+        # whose holes could beat the level's best box (the foreground sweep gives the union
+        # of their boxes per level); the hole sweep switches on the pixels inside the union
+        # over the needed levels from there up, which shrinks as the level rises.
+        if emit:
+            need, regions = np.ones(nlev, np.bool_), everywhere
+        else:
+            regions = regions[::-1]  # ascending levels
+            need = regions[:, 0] <= regions[:, 2]
+            regions = np.concatenate(
+                [np.minimum.accumulate(regions[::-1, :2], axis=0),
+                 np.maximum.accumulate(regions[::-1, 2:], axis=0)], axis=1)[::-1]
         if need.any():
-            hb, _, hboxes, hcounts = _sweep(h, w, order, bounds, False, True, gt, emit, need,
-                                            _D_AREA2, _D_EULER, _REPS4)
-            parts.append((hb, hboxes, hcounts, False))
+            hbest, _, hboxes, hcounts = _sweep(h, w, order, masks, bounds, False, True, gt,
+                                               emit, need, np.ascontiguousarray(regions),
+                                               _D_AREA2, _D_EULER, _REPS4)
+            parts.append((hbest, hboxes, hcounts, False))
     return inverse.reshape(-1), parts
 
 
@@ -610,8 +666,7 @@ def boxes_at_thresholds(cam, cam_thresholds, multi_contour=False):
     inverse, parts = _level_sweeps(cam, cam_thresholds, multi_contour, np.zeros((0, 4)), True)
     per_level = []
     for _, boxes, counts, descending in parts:
-        ends = np.cumsum(counts[::-1] if descending else counts)
-        split = np.split(boxes, ends[:-1])  # in sweep order
+        split = np.split(boxes, np.cumsum(counts)[:-1])  # in sweep order
         per_level.append(split[::-1] if descending else split)
     return [np.concatenate([p[li] for p in per_level], axis=0) for li in inverse]
 
