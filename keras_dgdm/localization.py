@@ -111,16 +111,6 @@ def quantize_cam(cam):
     return (validate_cam(cam) * 255).astype(np.uint8)
 
 
-def _levels(q, thresholds):
-    """Integer level ``int(t * q.max())`` for every threshold."""
-    t = np.asarray(thresholds, dtype=np.float64).reshape(-1)
-    if t.size == 0:
-        raise ValueError("cam_thresholds must not be empty.")
-    if not np.isfinite(t).all() or (t < 0).any() or (t > 1).any():
-        raise ValueError(f"cam_thresholds must be in [0, 1]; got min {t.min()}, max {t.max()}.")
-    return np.floor(t * float(q.max())).astype(np.int64)
-
-
 # ----------------------------------------------------------------------------------------------
 # lookup tables, indexed by the 8-neighbourhood mask of a pixel being switched on
 # ----------------------------------------------------------------------------------------------
@@ -404,19 +394,26 @@ def _largest(lab, at, live, nlive, pw, li):
 
 @numba.njit(cache=True, inline="always")
 def _iou(x0, y0, x1, y1, gt):
-    """(best IoU with the GT boxes, best share of a GT box inside the box), as
-    ``keras_dgdm.boxes.iou`` computes them (+1 convention, the same float operations)."""
+    """The best IoU of a box with the GT boxes, as ``keras_dgdm.boxes.iou`` computes it (+1
+    convention, the same float operations), with (intersection, union) of that GT box, and
+    (intersection, area) of the GT box with the largest share inside the box (its cover)."""
     best = -1.0
     cover = -1.0
+    bi = bu = ci = cb = 0.0
     a = (x1 - x0 + 1.0) * (y1 - y0 + 1.0)
     for g in range(gt.shape[0]):
         iw = max(min(x1, gt[g, 2]) - max(x0, gt[g, 0]) + 1.0, 0.0)
         ih = max(min(y1, gt[g, 3]) - max(y0, gt[g, 1]) + 1.0, 0.0)
         inter = iw * ih
         b = (gt[g, 2] - gt[g, 0] + 1.0) * (gt[g, 3] - gt[g, 1] + 1.0)
-        best = max(best, inter / max(a + b - inter, 1e-12))
-        cover = max(cover, inter / max(b, 1e-12))
-    return best, cover
+        union = a + b - inter
+        v = inter / max(union, 1e-12)
+        if v > best:
+            best, bi, bu = v, inter, union
+        v = inter / max(b, 1e-12)
+        if v > cover:
+            cover, ci, cb = v, inter, b
+    return best, bi, bu, ci, cb
 
 
 @numba.njit(cache=True, inline="always")
@@ -431,8 +428,8 @@ def _emit(boxes, nbox, x0, y0, x1, y1):
 
 
 @numba.njit(cache=True)
-def _sweep(h, w, order, masks, bounds, foreground, multi, gt, emit, need, regions, d_area2,
-           d_euler, reps):
+def _sweep(h, w, order, masks, bounds, foreground, multi, gt, exact, emit, need, regions,
+           d_area2, d_euler, reps):
     """One union-find sweep (``_sort_pixels`` gives ``order`` and ``masks``); a snapshot at
     every level where ``need`` is set.
 
@@ -446,7 +443,8 @@ def _sweep(h, w, order, masks, bounds, foreground, multi, gt, emit, need, region
     Returns (best, hole_regions, boxes, counts): per level the best IoU of its boxes with
     ``gt`` (-1 without ``gt`` or box); for the multi-contour foreground with ``gt``, per
     level the union of the pixel boxes of the components whose holes could beat ``best``
-    (x0 > x1 where none could; a hole lies inside its component's pixel box); with
+    (x0 > x1 where none could; a hole lies inside its component's pixel box; ``exact``:
+    the GT boxes have integer corners, so IoUs are ratios of exact integers); with
     ``emit``, the boxes of every level, level after level, ``counts[li]`` of them.
     """
     pw = w + 2
@@ -456,7 +454,7 @@ def _sweep(h, w, order, masks, bounds, foreground, multi, gt, emit, need, region
     parent = np.empty(n, np.int32)
     at = np.empty((n, _NCOL), np.int32)
     live = np.empty(n, np.int32)
-    val = np.empty((n, 2), np.float64)  # cached (IoU, cover) of a component's box
+    val = np.empty((n, 5), np.float64)  # cached ``_iou`` of a component's box
     nlev = bounds.shape[0]
     best = np.full(nlev, -1.0)
     hole_regions = np.empty((nlev, 4), np.int64)
@@ -555,6 +553,8 @@ def _sweep(h, w, order, masks, bounds, foreground, multi, gt, emit, need, region
                 nbox += 1
                 counts[li] = 1
             continue
+        best_i = 0.0  # (intersection, union) of the best IoU, exact with ``exact``
+        best_u = 1.0
         for k in range(nlive):
             rt = live[k]
             if foreground:
@@ -572,19 +572,29 @@ def _sweep(h, w, order, masks, bounds, foreground, multi, gt, emit, need, region
                 continue
             if gt.shape[0]:
                 if at[rt, _CACHED] < at[rt, _CHANGED]:
-                    val[rt, 0], val[rt, 1] = _iou(x0, y0, x1, y1, gt)
+                    val[rt, 0], val[rt, 1], val[rt, 2], val[rt, 3], val[rt, 4] = _iou(
+                        x0, y0, x1, y1, gt)
                     at[rt, _CACHED] = li
                 best[li] = max(best[li], val[rt, 0])
+                if val[rt, 1] * best_u > best_i * val[rt, 2]:
+                    best_i = val[rt, 1]
+                    best_u = val[rt, 2]
             if emit:
                 boxes = _emit(boxes, nbox, x0, y0, x1, y1)
                 nbox += 1
                 counts[li] += 1
         if foreground and gt.shape[0]:
             # A hole's box lies inside its component's box B, so its IoU with a GT box G is
-            # at most |B & G| / |G| (the cover); the margin absorbs rounding.
+            # at most |B & G| / |G| (the cover). With integer GT corners both are ratios of
+            # exact integers and a cover <= the best IoU rules the holes out exactly (the
+            # float IoUs are correctly rounded, so they keep the order); otherwise a margin
+            # absorbs rounding.
             for k in range(nlive):
                 rt = live[k]
-                if at[rt, _EULER4] < 4 and val[rt, 1] >= best[li] - 1e-9:
+                if at[rt, _EULER4] == 4:
+                    continue
+                if (val[rt, 3] * best_u > best_i * val[rt, 4] if exact
+                        else val[rt, 3] / val[rt, 4] >= best[li] - 1e-9):
                     hole_regions[li, 0] = min(hole_regions[li, 0], at[rt, _X0])
                     hole_regions[li, 1] = min(hole_regions[li, 1], at[rt, _Y0])
                     hole_regions[li, 2] = max(hole_regions[li, 2], at[rt, _X1])
@@ -599,49 +609,125 @@ def _grow(boxes):
     return out
 
 
+@numba.njit(cache=True)
+def _quantize(cam):
+    """``quantize_cam`` in one pass; returns (q, ok): ok is False for values outside [0, 1]
+    or NaN (``validate_cam`` then says which)."""
+    h, w = cam.shape
+    q = np.empty((h, w), np.uint8)
+    ok = True
+    for r in range(h):
+        for c in range(w):
+            x = np.float64(cam[r, c])
+            if x >= 0.0 and x <= 1.0:
+                q[r, c] = np.uint8(x * 255.0)
+            else:
+                ok = False
+                q[r, c] = 0
+    return q, ok
+
+
+@numba.njit(cache=True)
+def _search(cam, thresholds, multi, gt, exact, emit):
+    """The whole box search of one CAM: quantise, level list, sort, the foreground sweep and,
+    in multi-contour mode, the hole sweep.
+
+    Returns (ok, curve, inverse, boxes, counts, hole_boxes, hole_counts): ``ok`` False for a
+    CAM with values outside [0, 1]; ``curve[i]`` the best IoU at threshold ``i`` (with
+    ``gt``); ``inverse[i]`` the index of its level among the distinct levels in increasing
+    order; with ``emit``, the boxes of each level (``_sweep``'s output; foreground in
+    decreasing, holes in increasing level order).
+    """
+    h, w = cam.shape
+    q, ok = _quantize(cam)
+    qmax = 0
+    for r in range(h):
+        for c in range(w):
+            qmax = max(qmax, np.int64(q[r, c]))
+    nt = thresholds.shape[0]
+    slot = np.full(257, -1, np.int64)
+    levels = np.empty(nt, np.int64)
+    for i in range(nt):
+        levels[i] = np.int64(np.floor(thresholds[i] * float(qmax)))  # int(t * q.max())
+        slot[levels[i]] = 0
+    uniq = np.empty(nt, np.int64)
+    nlev = 0
+    for v in range(257):
+        if slot[v] == 0:
+            slot[v] = nlev
+            uniq[nlev] = v
+            nlev += 1
+    uniq = uniq[:nlev]
+    inverse = np.empty(nt, np.int64)
+    for i in range(nt):
+        inverse[i] = slot[levels[i]]
+    order, masks, cum = _sort_pixels(q)
+    bounds = cum[uniq + 1]  # pixels <= level
+    everywhere = np.empty((nlev, 4), np.int64)
+    everywhere[:, 0] = 0
+    everywhere[:, 1] = 0
+    everywhere[:, 2] = w - 1
+    everywhere[:, 3] = h - 1
+    all_levels = np.ones(nlev, np.bool_)
+    best, regions, boxes, counts = _sweep(h, w, order, masks, bounds[::-1].copy(), True, multi,
+                                          gt, exact, emit, all_levels, everywhere, _D_AREA2,
+                                          _D_EULER, _REPS8)
+    best = best[::-1].copy()
+    hole_boxes = np.zeros((0, 4), np.int64)
+    hole_counts = np.zeros(nlev, np.int64)
+    if multi:
+        # Without GT boxes every hole is wanted. With them, only the holes inside components
+        # whose holes could beat the level's best box (the foreground sweep gives the union
+        # of their pixel boxes per level); the hole sweep switches on the pixels inside the
+        # union over the needed levels from there up, which shrinks as the level rises.
+        need = all_levels
+        if not emit:
+            need = np.zeros(nlev, np.bool_)
+            acc = np.array([w, h, -1, -1], np.int64)
+            for li in range(nlev):  # regions: decreasing level order -> increasing, unions
+                lr = nlev - 1 - li
+                need[lr] = regions[li, 0] <= regions[li, 2]
+                acc[0] = min(acc[0], regions[li, 0])
+                acc[1] = min(acc[1], regions[li, 1])
+                acc[2] = max(acc[2], regions[li, 2])
+                acc[3] = max(acc[3], regions[li, 3])
+                everywhere[lr] = acc
+        if need.any():
+            hole_best, _, hole_boxes, hole_counts = _sweep(
+                h, w, order, masks, bounds, False, True, gt, exact, emit, need, everywhere,
+                _D_AREA2, _D_EULER, _REPS4)
+            for li in range(nlev):
+                best[li] = max(best[li], hole_best[li])
+    curve = np.empty(nt, np.float64)
+    for i in range(nt):
+        curve[i] = best[inverse[i]]
+    return ok, curve, inverse, boxes, counts, hole_boxes, hole_counts
+
+
 # ----------------------------------------------------------------------------------------------
 # public API
 # ----------------------------------------------------------------------------------------------
 
 
-def _level_sweeps(cam, thresholds, multi_contour, gt, emit):
-    """Runs the sweeps; returns (inverse, parts): ``inverse[i]`` is the (ascending) level index
-    of threshold ``i``; ``parts`` holds a (best, boxes, counts, descending) tuple per sweep
-    (foreground, then holes in multi-contour mode); ``best`` is indexed by ascending level,
-    ``boxes`` / ``counts`` are in sweep order (``descending``: decreasing levels)."""
-    q = quantize_cam(cam)
-    h, w = q.shape
-    if max(h, w) >= 1 << 15:
-        raise ValueError(f"cam is too large for the box search (shape {q.shape}); "
+def _run_search(cam, thresholds, multi_contour, gt, emit):
+    """Checks the inputs (with ``validate_cam``'s errors) and runs ``_search``."""
+    arr = np.asarray(cam)
+    if arr.ndim != 2 or arr.size == 0 or arr.dtype not in (np.float32, np.float64):
+        arr = validate_cam(arr)  # raises for a wrong rank or an empty map
+    arr = np.ascontiguousarray(arr)
+    if max(arr.shape) >= 1 << 15:
+        raise ValueError(f"cam is too large for the box search (shape {arr.shape}); "
                          "height and width must be below 32768.")
-    uniq, inverse = np.unique(_levels(q, thresholds), return_inverse=True)  # ascending
-    order, masks, cum = _sort_pixels(q)
-    bounds = cum[uniq + 1]  # pixels <= level
-    nlev = uniq.shape[0]
-    everywhere = np.tile(np.array([0, 0, w - 1, h - 1], np.int64), (nlev, 1))
-    best, regions, boxes, counts = _sweep(
-        h, w, order, masks, np.ascontiguousarray(bounds[::-1]), True, bool(multi_contour), gt,
-        emit, np.ones(nlev, np.bool_), everywhere, _D_AREA2, _D_EULER, _REPS8)
-    parts = [(best[::-1], boxes, counts, True)]
-    if multi_contour:
-        # Without GT boxes every hole is wanted. With them, only the holes inside components
-        # whose holes could beat the level's best box (the foreground sweep gives the union
-        # of their boxes per level); the hole sweep switches on the pixels inside the union
-        # over the needed levels from there up, which shrinks as the level rises.
-        if emit:
-            need, regions = np.ones(nlev, np.bool_), everywhere
-        else:
-            regions = regions[::-1]  # ascending levels
-            need = regions[:, 0] <= regions[:, 2]
-            regions = np.concatenate(
-                [np.minimum.accumulate(regions[::-1, :2], axis=0),
-                 np.maximum.accumulate(regions[::-1, 2:], axis=0)], axis=1)[::-1]
-        if need.any():
-            hbest, _, hboxes, hcounts = _sweep(h, w, order, masks, bounds, False, True, gt,
-                                               emit, need, np.ascontiguousarray(regions),
-                                               _D_AREA2, _D_EULER, _REPS4)
-            parts.append((hbest, hboxes, hcounts, False))
-    return inverse.reshape(-1), parts
+    t = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if t.size == 0:
+        raise ValueError("cam_thresholds must not be empty.")
+    if not (t.min() >= 0.0 and t.max() <= 1.0):  # NaN fails too
+        raise ValueError(f"cam_thresholds must be in [0, 1]; got min {t.min()}, max {t.max()}.")
+    exact = bool(np.all(gt == np.floor(gt)))
+    out = _search(arr, t, bool(multi_contour), gt, exact, emit)
+    if not out[0]:
+        validate_cam(arr)  # raises: NaN or values outside [0, 1]
+    return out[1:]
 
 
 def boxes_at_thresholds(cam, cam_thresholds, multi_contour=False):
@@ -663,12 +749,13 @@ def boxes_at_thresholds(cam, cam_thresholds, multi_contour=False):
         >>> boxes_at_thresholds(cam, [0.5])[0].tolist()   # x1 = 3 + 1, y1 = 2 + 1 (cv2 rule)
         [[1, 1, 4, 3]]
     """
-    inverse, parts = _level_sweeps(cam, cam_thresholds, multi_contour, np.zeros((0, 4)), True)
-    per_level = []
-    for _, boxes, counts, descending in parts:
-        split = np.split(boxes, np.cumsum(counts)[:-1])  # in sweep order
-        per_level.append(split[::-1] if descending else split)
-    return [np.concatenate([p[li] for p in per_level], axis=0) for li in inverse]
+    _, inverse, boxes, counts, hole_boxes, hole_counts = _run_search(
+        cam, cam_thresholds, multi_contour, np.zeros((0, 4)), True)
+    fg = np.split(boxes, np.cumsum(counts)[:-1])[::-1]  # -> increasing level order
+    holes = np.split(hole_boxes, np.cumsum(hole_counts)[:-1])
+    if not multi_contour:
+        return [fg[li] for li in inverse]
+    return [np.concatenate([fg[li], holes[li]], axis=0) for li in inverse]
 
 
 def box_from_cam(cam, threshold):
@@ -706,9 +793,4 @@ def best_iou_curve(cam, gt_boxes, cam_thresholds, multi_contour=False):
     gt = validate_boxes(gt_boxes, name="gt_boxes")
     if gt.shape[0] == 0:
         raise ValueError("gt_boxes must hold at least one box.")
-    inverse, parts = _level_sweeps(cam, cam_thresholds, multi_contour,
-                                   np.ascontiguousarray(gt), False)
-    best = parts[0][0]
-    if len(parts) > 1:
-        best = np.maximum(best, parts[1][0])
-    return best[inverse]
+    return _run_search(cam, cam_thresholds, multi_contour, np.ascontiguousarray(gt), False)[0]
