@@ -214,7 +214,7 @@ _EULER4 = 7  # foreground: 4 x Euler number (4: no hole)
 _LIVEPOS = 8  # position in the list of live roots
 _CHANGED = 9  # index of the last level at which the component changed
 _CACHED = 10  # index of the level at which the cached values were computed (-1: none)
-_EXACT2 = 11  # cached 2 x contour area with holes filled (single-contour mode)
+_FILLED2 = 11  # 2 x contour area with holes filled at the last trace (single contour)
 _NCOL = 16  # (64-byte rows)
 
 
@@ -281,6 +281,7 @@ def _merge(parent, at, live, nlive, ra, rb):
     at[ra, _COUNT] += at[rb, _COUNT]
     at[ra, _AREA2] += at[rb, _AREA2]
     at[ra, _EULER4] += at[rb, _EULER4]
+    at[ra, _FILLED2] = max(at[ra, _FILLED2], at[rb, _FILLED2])
     pos = at[rb, _LIVEPOS]
     last = live[nlive - 1]
     live[pos] = last
@@ -334,57 +335,64 @@ def _outer_area2(lab, pw, start):
 
 
 @numba.njit(cache=True, inline="always")
-def _upper2(at, rt):
-    """Upper bound of 2 x the contour area (holes filled) of component ``rt``: its filled
-    region lies in its pixel box."""
+def _area2_bounds(at, rt):
+    """(lower, upper) bound of 2 x the contour area (holes filled) of component ``rt``.
+
+    No hole (Euler number 1): the hole-free area, exact. Otherwise each hole adds at least 2
+    (``4 - _EULER4`` is 4 x the number of holes), the area of the last trace still bounds it
+    from below (a component only grows), exact while the component is unchanged, and the
+    filled region lies in the pixel box.
+    """
+    a2 = np.int64(at[rt, _AREA2])
     if at[rt, _EULER4] == 4:
-        return np.int64(at[rt, _AREA2])
+        return a2, a2
+    if at[rt, _CACHED] >= at[rt, _CHANGED]:
+        return np.int64(at[rt, _FILLED2]), np.int64(at[rt, _FILLED2])
     bw = np.int64(at[rt, _X1] - at[rt, _X0] + 1)
     bh = np.int64(at[rt, _Y1] - at[rt, _Y0] + 1)
-    return min(2 * (bw - 1) * (bh - 1), at[rt, _AREA2] + 4 * (bw * bh - at[rt, _COUNT]))
+    return (max(a2 + 4 - at[rt, _EULER4], np.int64(at[rt, _FILLED2])),
+            min(2 * (bw - 1) * (bh - 1), a2 + 4 * (bw * bh - at[rt, _COUNT])))
 
 
 @numba.njit(cache=True)
 def _largest(lab, at, live, nlive, pw, li):
     """The live root whose contour has the largest area (holes filled); ties -> the largest
-    first pixel. Each hole adds at least 2 to 2 x the area, so ``_AREA2 + 4 - _EULER4`` is a
-    lower bound; components whose bounds cannot decide are traced (result cached)."""
+    first pixel. Only the components whose bounds (``_area2_bounds``) leave them a chance
+    are traced, largest upper bound first."""
     lower = np.int64(-1)
     for k in range(nlive):
-        rt = live[k]
-        lower = max(lower, np.int64(at[rt, _AREA2] + 4 - at[rt, _EULER4]))
+        lower = max(lower, _area2_bounds(at, live[k])[0])
     n_candidates = 0
     best = -1
     for k in range(nlive):
-        rt = live[k]
-        if _upper2(at, rt) >= lower:
+        if _area2_bounds(at, live[k])[1] >= lower:
             n_candidates += 1
-            best = rt
+            best = live[k]
     if n_candidates == 1:
         return best
     best = -1
     best_area = np.int64(-1)
-    for k in range(nlive):  # exact areas first (no hole, or measured since the last change)
+    todo = np.empty(n_candidates, np.int64)
+    upper = np.empty(n_candidates, np.int64)
+    n_todo = 0
+    for k in range(nlive):  # exact areas first
         rt = live[k]
-        if _upper2(at, rt) < lower:
+        lo, up = _area2_bounds(at, rt)
+        if up < lower:
             continue
-        if at[rt, _EULER4] == 4:
-            a2 = np.int64(at[rt, _AREA2])
-        elif at[rt, _CACHED] >= at[rt, _CHANGED]:
-            a2 = np.int64(at[rt, _EXACT2])
-        else:
-            continue
-        if a2 > best_area or (a2 == best_area and at[rt, _FIRST] > at[best, _FIRST]):
-            best_area = a2
+        if lo < up:
+            todo[n_todo] = rt
+            upper[n_todo] = up
+            n_todo += 1
+        elif lo > best_area or (lo == best_area and at[rt, _FIRST] > at[best, _FIRST]):
+            best_area = lo
             best = rt
-    for k in range(nlive):  # then trace the others that could still win
-        rt = live[k]
-        if at[rt, _EULER4] == 4 or at[rt, _CACHED] >= at[rt, _CHANGED]:
-            continue
-        if _upper2(at, rt) < max(lower, best_area):
-            continue
+    for k in np.argsort(-upper[:n_todo]):  # then trace, largest upper bound first
+        rt = todo[k]
+        if upper[k] < best_area or (upper[k] == best_area and at[rt, _FIRST] < at[best, _FIRST]):
+            break
         a2 = _outer_area2(lab, pw, at[rt, _FIRST])
-        at[rt, _EXACT2] = a2
+        at[rt, _FILLED2] = a2
         at[rt, _CACHED] = li
         if a2 > best_area or (a2 == best_area and at[rt, _FIRST] > at[best, _FIRST]):
             best_area = a2
@@ -509,6 +517,7 @@ def _sweep(h, w, order, masks, bounds, foreground, multi, gt, exact, emit, need,
                 at[root, _COUNT] = 0
                 at[root, _AREA2] = 0
                 at[root, _EULER4] = 0
+                at[root, _FILLED2] = 0
                 at[root, _LIVEPOS] = nlive
                 at[root, _CACHED] = -1
                 live[nlive] = root
