@@ -201,6 +201,20 @@ def _build_tables():
 _D_AREA2, _D_EULER, _REPS8, _REPS4 = _build_tables()
 
 
+def _pack(reps, d_area2, d_euler):
+    """One int64 per mask for the sweep: bits 0-2 the number of groups, then 3 bits per
+    representative, bits 16-23 the area change + 128, bits 24-31 the Euler change + 128."""
+    table = reps[:, 0].astype(np.int64)
+    for k in range(4):
+        table |= np.maximum(reps[:, 1 + k], 0).astype(np.int64) << (3 + 3 * k)
+    return table | (d_area2.astype(np.int64) + 128) << 16 | (d_euler.astype(np.int64) + 128) << 24
+
+
+_TABLE8 = _pack(_REPS8, _D_AREA2, _D_EULER)  # foreground: 8-connected, area and Euler number
+_TABLE4 = _pack(_REPS4, 0 * _D_AREA2, 0 * _D_EULER)  # background: 4-connected
+_U = np.uint64
+
+
 # ----------------------------------------------------------------------------------------------
 # numba kernels
 # ----------------------------------------------------------------------------------------------
@@ -256,14 +270,6 @@ def _sort_pixels(q):
             order[k] = (r << 16) | c
             masks[k] = mk[r, c]
     return order, masks, cum
-
-
-@numba.njit(cache=True, inline="always")
-def _find(parent, i):
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
 
 
 @numba.njit(cache=True, inline="always")
@@ -437,7 +443,7 @@ def _emit(boxes, nbox, x0, y0, x1, y1):
 
 @numba.njit(cache=True)
 def _sweep(h, w, order, masks, bounds, foreground, multi, gt, exact, emit, need, regions,
-           d_area2, d_euler, reps):
+           table):
     """One union-find sweep (``_sort_pixels`` gives ``order`` and ``masks``); a snapshot at
     every level where ``need`` is set.
 
@@ -483,66 +489,69 @@ def _sweep(h, w, order, masks, bounds, foreground, multi, gt, exact, emit, need,
         end = bounds[li] - 1 if foreground else bounds[li]
         rx0, ry0, rx1, ry1 = regions[li, 0], regions[li, 1], regions[li, 2], regions[li, 3]
         while ptr != end:
-            v = order[ptr]
-            mask = np.int64(masks[ptr])
+            # (indices go through _U: numba checks signed ones for negative values)
+            v = np.int64(order[_U(ptr)])
+            mask = np.int64(masks[_U(ptr)])
             ptr += step
             r = v >> 16
             c = v & 0xFFFF
             p = (r + 1) * pw + c + 1
-            if foreground:
-                da = d_area2[mask]
-                de = d_euler[mask]
-            else:
+            if not foreground:
                 if r < ry0 or r > ry1 or c < rx0 or c > rx1:
                     continue
-                da = 0
-                de = 0
                 if r == ry0 or r == ry1 or c == rx0 or c == rx1:
                     mask = 0  # some neighbours may be outside the regions: look
                     for k in range(8):
-                        if lab[p + offs[k]] >= 0:
+                        if lab[_U(p + offs[k])] >= 0:
                             mask |= 1 << k
                 else:  # the neighbours before it (all inside the regions so far)
                     mask = ~mask & 0xFF
-            n_groups = reps[mask, 0]
+            t = table[_U(mask)]
+            n_groups = t & 7
             if n_groups == 0:  # a new component
                 root = nid
                 nid += 1
-                parent[root] = root
-                at[root, _X0] = c
-                at[root, _Y0] = r
-                at[root, _X1] = c
-                at[root, _Y1] = r
-                at[root, _FIRST] = p
-                at[root, _COUNT] = 0
-                at[root, _AREA2] = 0
-                at[root, _EULER4] = 0
-                at[root, _FILLED2] = 0
-                at[root, _LIVEPOS] = nlive
-                at[root, _CACHED] = -1
-                live[nlive] = root
+                parent[_U(root)] = root
+                at[_U(root), _X0] = c
+                at[_U(root), _Y0] = r
+                at[_U(root), _X1] = c
+                at[_U(root), _Y1] = r
+                at[_U(root), _FIRST] = p
+                at[_U(root), _COUNT] = 0
+                at[_U(root), _AREA2] = 0
+                at[_U(root), _EULER4] = 0
+                at[_U(root), _FILLED2] = 0
+                at[_U(root), _LIVEPOS] = nlive
+                at[_U(root), _CACHED] = -1
+                live[_U(nlive)] = root
                 nlive += 1
-            else:  # join the components of the neighbour groups
-                root = _find(parent, lab[p + offs[reps[mask, 1]]])
-                for k in range(2, n_groups + 1):
-                    rb = _find(parent, lab[p + offs[reps[mask, k]]])
+            else:  # join the components of the neighbour groups (find: path halving)
+                root = np.int64(lab[_U(p + offs[_U((t >> 3) & 7)])])
+                while parent[_U(root)] != root:
+                    parent[_U(root)] = parent[_U(parent[_U(root)])]
+                    root = np.int64(parent[_U(root)])
+                for k in range(1, n_groups):
+                    rb = np.int64(lab[_U(p + offs[_U((t >> (3 + 3 * k)) & 7)])])
+                    while parent[_U(rb)] != rb:
+                        parent[_U(rb)] = parent[_U(parent[_U(rb)])]
+                        rb = np.int64(parent[_U(rb)])
                     if rb != root:
                         root, nlive = _merge(parent, at, live, nlive, root, rb)
-                if c < at[root, _X0]:  # (if, not min(): the operands are int32 and int64)
-                    at[root, _X0] = c
-                if r < at[root, _Y0]:
-                    at[root, _Y0] = r
-                if c > at[root, _X1]:
-                    at[root, _X1] = c
-                if r > at[root, _Y1]:
-                    at[root, _Y1] = r
-                if p < at[root, _FIRST]:
-                    at[root, _FIRST] = p
-            lab[p] = root
-            at[root, _COUNT] += 1
-            at[root, _AREA2] += da
-            at[root, _EULER4] += de
-            at[root, _CHANGED] = li
+                if c < at[_U(root), _X0]:  # (if, not min(): the operands are int32 and int64)
+                    at[_U(root), _X0] = c
+                if r < at[_U(root), _Y0]:
+                    at[_U(root), _Y0] = r
+                if c > at[_U(root), _X1]:
+                    at[_U(root), _X1] = c
+                if r > at[_U(root), _Y1]:
+                    at[_U(root), _Y1] = r
+                if p < at[_U(root), _FIRST]:
+                    at[_U(root), _FIRST] = p
+            lab[_U(p)] = root
+            at[_U(root), _COUNT] += 1
+            at[_U(root), _AREA2] += ((t >> 16) & 0xFF) - 128
+            at[_U(root), _EULER4] += ((t >> 24) & 0xFF) - 128
+            at[_U(root), _CHANGED] = li
         if not need[li]:
             continue
         # ---- snapshot ----
@@ -679,8 +688,7 @@ def _search(cam, thresholds, multi, gt, exact, emit):
     everywhere[:, 3] = h - 1
     all_levels = np.ones(nlev, np.bool_)
     best, regions, boxes, counts = _sweep(h, w, order, masks, bounds[::-1].copy(), True, multi,
-                                          gt, exact, emit, all_levels, everywhere, _D_AREA2,
-                                          _D_EULER, _REPS8)
+                                          gt, exact, emit, all_levels, everywhere, _TABLE8)
     best = best[::-1].copy()
     hole_boxes = np.zeros((0, 4), np.int64)
     hole_counts = np.zeros(nlev, np.int64)
@@ -704,7 +712,7 @@ def _search(cam, thresholds, multi, gt, exact, emit):
         if need.any():
             hole_best, _, hole_boxes, hole_counts = _sweep(
                 h, w, order, masks, bounds, False, True, gt, exact, emit, need, everywhere,
-                _D_AREA2, _D_EULER, _REPS4)
+                _TABLE4)
             for li in range(nlev):
                 best[li] = max(best[li], hole_best[li])
     curve = np.empty(nt, np.float64)
