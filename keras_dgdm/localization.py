@@ -233,43 +233,62 @@ _NCOL = 16  # (64-byte rows)
 
 
 @numba.njit(cache=True)
-def _sort_pixels(q):
-    """The pixels in increasing value order (counting sort; raster order within a value).
+def _quantize(cam):
+    """``quantize_cam`` in one pass (indices go through ``_U``: numba checks signed ones for
+    negative values).
 
-    Returns (order, masks, cum): ``order`` packs ``row << 16 | col``; ``masks[i]`` is the
-    8-neighbourhood mask (bits as ``_NEIGHBOURS``) of the neighbours that come after pixel
-    ``order[i]`` in that order, i.e. those already on when the decreasing-value sweep switches
-    it on (the increasing sweep sees the other neighbours inside the image); ``cum[v]`` is the
-    number of pixels of value < v (v in 0..256).
+    Returns (qp, cum, ok): the quantised map in a grid padded with -1, ``cum[v]`` the number
+    of pixels of value < v (v in 0..256), and ``ok``, False for values outside [0, 1] or NaN
+    (``validate_cam`` then says which).
     """
-    h, w = q.shape
-    qp = np.full((h + 2, w + 2), -1, np.int16)  # padding: never after a pixel
+    h, w = cam.shape
+    qp = np.full((h + 2, w + 2), -1, np.int16)
     cum = np.zeros(257, np.int64)
+    ok = True
     for r in range(h):
         for c in range(w):
-            qp[r + 1, c + 1] = q[r, c]
-            cum[q[r, c] + 1] += 1
+            x = np.float64(cam[_U(r), _U(c)])
+            v = 0
+            if x >= 0.0 and x <= 1.0:
+                v = np.int64(x * 255.0)  # truncation, as astype(uint8)
+            else:
+                ok = False
+            qp[_U(r + 1), _U(c + 1)] = v
+            cum[_U(v + 1)] += 1
     for v in range(256):
         cum[v + 1] += cum[v]
-    mk = np.empty((h, w), np.uint8)
-    for r in range(1, h + 1):
-        for c in range(1, w + 1):  # raster-earlier neighbours come after on a larger value,
-            v = qp[r, c]  # raster-later ones on an equal or larger value
-            mk[r - 1, c - 1] = (
-                (qp[r - 1, c - 1] > v) | ((qp[r - 1, c] > v) << 1) | ((qp[r - 1, c + 1] > v) << 2)
-                | ((qp[r, c + 1] >= v) << 3) | ((qp[r + 1, c + 1] >= v) << 4)
-                | ((qp[r + 1, c] >= v) << 5) | ((qp[r + 1, c - 1] >= v) << 6)
-                | ((qp[r, c - 1] > v) << 7))
+    return qp, cum, ok
+
+
+@numba.njit(cache=True)
+def _sort_pixels(qp, cum):
+    """The pixels of ``_quantize``'s grid in increasing value order (counting sort; raster
+    order within a value).
+
+    Returns (order, masks): ``order`` packs ``row << 16 | col``; ``masks[i]`` is the
+    8-neighbourhood mask (bits as ``_NEIGHBOURS``) of the neighbours that come after pixel
+    ``order[i]`` in that order, i.e. those already on when the decreasing-value sweep switches
+    it on (the increasing sweep sees the other neighbours inside the image).
+    """
+    h = qp.shape[0] - 2
+    w = qp.shape[1] - 2
     pos = cum[:256].copy()
     order = np.empty(h * w, np.int32)
     masks = np.empty(h * w, np.uint8)
-    for r in range(h):
-        for c in range(w):
-            k = pos[q[r, c]]
-            pos[q[r, c]] = k + 1
-            order[k] = (r << 16) | c
-            masks[k] = mk[r, c]
-    return order, masks, cum
+    for r in range(1, h + 1):
+        for c in range(1, w + 1):
+            v = qp[_U(r), _U(c)]  # raster-earlier neighbours come after on a larger value,
+            a = _U(r - 1)  # raster-later ones on an equal or larger value
+            b = _U(r + 1)
+            m = ((qp[a, _U(c - 1)] > v) | ((qp[a, _U(c)] > v) << 1)
+                 | ((qp[a, _U(c + 1)] > v) << 2) | ((qp[_U(r), _U(c + 1)] >= v) << 3)
+                 | ((qp[b, _U(c + 1)] >= v) << 4) | ((qp[b, _U(c)] >= v) << 5)
+                 | ((qp[b, _U(c - 1)] >= v) << 6) | ((qp[_U(r), _U(c - 1)] > v) << 7))
+            k = pos[_U(v)]
+            pos[_U(v)] = k + 1
+            order[_U(k)] = ((r - 1) << 16) | (c - 1)
+            masks[_U(k)] = m
+    return order, masks
 
 
 @numba.njit(cache=True, inline="always")
@@ -628,24 +647,6 @@ def _grow(boxes):
 
 
 @numba.njit(cache=True)
-def _quantize(cam):
-    """``quantize_cam`` in one pass; returns (q, ok): ok is False for values outside [0, 1]
-    or NaN (``validate_cam`` then says which)."""
-    h, w = cam.shape
-    q = np.empty((h, w), np.uint8)
-    ok = True
-    for r in range(h):
-        for c in range(w):
-            x = np.float64(cam[r, c])
-            if x >= 0.0 and x <= 1.0:
-                q[r, c] = np.uint8(x * 255.0)
-            else:
-                ok = False
-                q[r, c] = 0
-    return q, ok
-
-
-@numba.njit(cache=True)
 def _search(cam, thresholds, multi, gt, exact, emit):
     """The whole box search of one CAM: quantise, level list, sort, the foreground sweep and,
     in multi-contour mode, the hole sweep.
@@ -657,11 +658,11 @@ def _search(cam, thresholds, multi, gt, exact, emit):
     decreasing, holes in increasing level order).
     """
     h, w = cam.shape
-    q, ok = _quantize(cam)
+    qp, cum, ok = _quantize(cam)
     qmax = 0
-    for r in range(h):
-        for c in range(w):
-            qmax = max(qmax, np.int64(q[r, c]))
+    for v in range(256):
+        if cum[v + 1] > cum[v]:
+            qmax = v
     nt = thresholds.shape[0]
     slot = np.full(257, -1, np.int64)
     levels = np.empty(nt, np.int64)
@@ -679,7 +680,7 @@ def _search(cam, thresholds, multi, gt, exact, emit):
     inverse = np.empty(nt, np.int64)
     for i in range(nt):
         inverse[i] = slot[levels[i]]
-    order, masks, cum = _sort_pixels(q)
+    order, masks = _sort_pixels(qp, cum)
     bounds = cum[uniq + 1]  # pixels <= level
     everywhere = np.empty((nlev, 4), np.int64)
     everywhere[:, 0] = 0

@@ -194,10 +194,15 @@ def test_outer_border_area_equals_cv2_contour_area():
             assert got == 2 * cv2.contourArea(contours[0]), (binary.astype(int), k)
 
 
-def test_sort_pixels_order_masks_and_counts():
+def test_quantize_and_sort_pixels_by_hand():
     q = np.array([[1, 3, 3],
-                  [0, 2, 1]], np.uint8)
-    order, masks, cum = loc._sort_pixels(q)
+                  [0, 2, 1]])
+    qp, cum, ok = loc._quantize((q + 0.5) / 255.0)
+    assert ok and qp.tolist() == [[-1] * 5, [-1, 1, 3, 3, -1], [-1, 0, 2, 1, -1], [-1] * 5]
+    assert cum[:5].tolist() == [0, 1, 3, 4, 6] and cum[-1] == 6  # pixels of value < v
+    assert not loc._quantize(np.array([[0.5, np.nan]]))[2]
+    assert not loc._quantize(np.array([[1.5]]))[2]
+    order, masks = loc._sort_pixels(qp, cum)
     # increasing value, raster order within a value; packed row << 16 | col
     assert [(v >> 16, v & 0xFFFF) for v in order.tolist()] == [
         (1, 0), (0, 0), (1, 2), (1, 1), (0, 1), (0, 2)]
@@ -205,7 +210,6 @@ def test_sort_pixels_order_masks_and_counts():
     # (1, 0)=0: N, NE, E; (0, 0)=1: E, SE; (1, 2)=1: NW, N, W (3, 3 and 2: larger values);
     # (1, 1)=2: N, NE; (0, 1)=3: E (equal value, later in raster order); (0, 2)=3: none
     assert masks.tolist() == [2 | 4 | 8, 8 | 16, 1 | 2 | 128, 2 | 4, 8, 0]
-    assert cum[:5].tolist() == [0, 1, 3, 4, 6] and cum[-1] == 6
 
 
 def test_merge_keeps_the_larger_root_and_combines():
