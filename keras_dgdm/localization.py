@@ -294,23 +294,23 @@ def _sort_pixels(qp, cum):
 @numba.njit(cache=True, inline="always")
 def _merge(parent, at, live, nlive, ra, rb):
     """Unites the roots ``ra != rb`` (the larger one stays root); returns (root, nlive)."""
-    if at[ra, _COUNT] < at[rb, _COUNT]:
+    if at[_U(ra), _COUNT] < at[_U(rb), _COUNT]:
         ra, rb = rb, ra
-    parent[rb] = ra
+    parent[_U(rb)] = ra
     for k in (_X0, _Y0, _FIRST):
-        if at[rb, k] < at[ra, k]:
-            at[ra, k] = at[rb, k]
+        if at[_U(rb), k] < at[_U(ra), k]:
+            at[_U(ra), k] = at[_U(rb), k]
     for k in (_X1, _Y1):
-        if at[rb, k] > at[ra, k]:
-            at[ra, k] = at[rb, k]
-    at[ra, _COUNT] += at[rb, _COUNT]
-    at[ra, _AREA2] += at[rb, _AREA2]
-    at[ra, _EULER4] += at[rb, _EULER4]
-    at[ra, _FILLED2] = max(at[ra, _FILLED2], at[rb, _FILLED2])
-    pos = at[rb, _LIVEPOS]
-    last = live[nlive - 1]
-    live[pos] = last
-    at[last, _LIVEPOS] = pos
+        if at[_U(rb), k] > at[_U(ra), k]:
+            at[_U(ra), k] = at[_U(rb), k]
+    at[_U(ra), _COUNT] += at[_U(rb), _COUNT]
+    at[_U(ra), _AREA2] += at[_U(rb), _AREA2]
+    at[_U(ra), _EULER4] += at[_U(rb), _EULER4]
+    at[_U(ra), _FILLED2] = max(at[_U(ra), _FILLED2], at[_U(rb), _FILLED2])
+    pos = at[_U(rb), _LIVEPOS]
+    last = live[_U(nlive - 1)]
+    live[_U(pos)] = last
+    at[_U(last), _LIVEPOS] = pos
     return ra, nlive - 1
 
 
@@ -329,12 +329,12 @@ def _outer_area2(lab, pw, start):
     first = -1
     for k in range(8):  # clockwise from W; W, NW, N and NE are background (raster order)
         d = (4 - k) & 7
-        if lab[start + step[d]] >= 0:
+        if lab[_U(start + step[_U(d)])] >= 0:
             first = d
             break
     if first < 0:
         return np.int64(0)  # a single pixel
-    last = start + step[first]  # the contour ends with this pixel
+    last = start + step[_U(first)]  # the contour ends with this pixel
     cur = start
     back = first  # direction from cur to the previous contour pixel
     x = np.int64(0)
@@ -344,11 +344,11 @@ def _outer_area2(lab, pw, start):
         d = back
         for k in range(1, 9):  # counterclockwise from the one after the previous pixel
             d = (back + k) & 7
-            if lab[cur + step[d]] >= 0:
+            if lab[_U(cur + step[_U(d)])] >= 0:
                 break
-        nxt = cur + step[d]
-        nx = x + _DX[d]
-        ny = y + _DY[d]
+        nxt = cur + step[_U(d)]
+        nx = x + _DX[_U(d)]
+        ny = y + _DY[_U(d)]
         area2 += x * ny - nx * y
         if nxt == start and cur == last:
             break
@@ -368,15 +368,15 @@ def _area2_bounds(at, rt):
     from below (a component only grows), exact while the component is unchanged, and the
     filled region lies in the pixel box.
     """
-    a2 = np.int64(at[rt, _AREA2])
-    if at[rt, _EULER4] == 4:
+    a2 = np.int64(at[_U(rt), _AREA2])
+    if at[_U(rt), _EULER4] == 4:
         return a2, a2
-    if at[rt, _CACHED] >= at[rt, _CHANGED]:
-        return np.int64(at[rt, _FILLED2]), np.int64(at[rt, _FILLED2])
-    bw = np.int64(at[rt, _X1] - at[rt, _X0] + 1)
-    bh = np.int64(at[rt, _Y1] - at[rt, _Y0] + 1)
-    return (max(a2 + 4 - at[rt, _EULER4], np.int64(at[rt, _FILLED2])),
-            min(2 * (bw - 1) * (bh - 1), a2 + 4 * (bw * bh - at[rt, _COUNT])))
+    if at[_U(rt), _CACHED] >= at[_U(rt), _CHANGED]:
+        return np.int64(at[_U(rt), _FILLED2]), np.int64(at[_U(rt), _FILLED2])
+    bw = np.int64(at[_U(rt), _X1] - at[_U(rt), _X0] + 1)
+    bh = np.int64(at[_U(rt), _Y1] - at[_U(rt), _Y0] + 1)
+    return (max(a2 + 4 - at[_U(rt), _EULER4], np.int64(at[_U(rt), _FILLED2])),
+            min(2 * (bw - 1) * (bh - 1), a2 + 4 * (bw * bh - at[_U(rt), _COUNT])))
 
 
 @numba.njit(cache=True)
@@ -386,13 +386,13 @@ def _largest(lab, at, live, nlive, pw, li):
     are traced, largest upper bound first."""
     lower = np.int64(-1)
     for k in range(nlive):
-        lower = max(lower, _area2_bounds(at, live[k])[0])
+        lower = max(lower, _area2_bounds(at, live[_U(k)])[0])
     n_candidates = 0
     best = -1
     for k in range(nlive):
-        if _area2_bounds(at, live[k])[1] >= lower:
+        if _area2_bounds(at, live[_U(k)])[1] >= lower:
             n_candidates += 1
-            best = live[k]
+            best = live[_U(k)]
     if n_candidates == 1:
         return best
     best = -1
@@ -401,7 +401,7 @@ def _largest(lab, at, live, nlive, pw, li):
     upper = np.empty(n_candidates, np.int64)
     n_todo = 0
     for k in range(nlive):  # exact areas first
-        rt = live[k]
+        rt = live[_U(k)]
         lo, up = _area2_bounds(at, rt)
         if up < lower:
             continue
@@ -409,17 +409,17 @@ def _largest(lab, at, live, nlive, pw, li):
             todo[n_todo] = rt
             upper[n_todo] = up
             n_todo += 1
-        elif lo > best_area or (lo == best_area and at[rt, _FIRST] > at[best, _FIRST]):
+        elif lo > best_area or (lo == best_area and at[_U(rt), _FIRST] > at[_U(best), _FIRST]):
             best_area = lo
             best = rt
     for k in np.argsort(-upper[:n_todo]):  # then trace, largest upper bound first
-        rt = todo[k]
-        if upper[k] < best_area or (upper[k] == best_area and at[rt, _FIRST] < at[best, _FIRST]):
+        rt = todo[_U(k)]
+        if upper[_U(k)] < best_area or (upper[_U(k)] == best_area and at[_U(rt), _FIRST] < at[_U(best), _FIRST]):
             break
-        a2 = _outer_area2(lab, pw, at[rt, _FIRST])
-        at[rt, _FILLED2] = a2
-        at[rt, _CACHED] = li
-        if a2 > best_area or (a2 == best_area and at[rt, _FIRST] > at[best, _FIRST]):
+        a2 = _outer_area2(lab, pw, at[_U(rt), _FIRST])
+        at[_U(rt), _FILLED2] = a2
+        at[_U(rt), _CACHED] = li
+        if a2 > best_area or (a2 == best_area and at[_U(rt), _FIRST] > at[_U(best), _FIRST]):
             best_area = a2
             best = rt
     return best
@@ -579,10 +579,10 @@ def _sweep(h, w, order, masks, bounds, foreground, multi, gt, exact, emit, need,
                 x0 = y0 = x1 = y1 = 0
             else:
                 rt = _largest(lab, at, live, nlive, pw, li)
-                x0 = at[rt, _X0]
-                y0 = at[rt, _Y0]
-                x1 = min(at[rt, _X1] + 1, w - 1)
-                y1 = min(at[rt, _Y1] + 1, h - 1)
+                x0 = at[_U(rt), _X0]
+                y0 = at[_U(rt), _Y0]
+                x1 = min(at[_U(rt), _X1] + 1, w - 1)
+                y1 = min(at[_U(rt), _Y1] + 1, h - 1)
             if gt.shape[0]:
                 best[li] = _iou(x0, y0, x1, y1, gt)[0]
             if emit:
@@ -593,29 +593,29 @@ def _sweep(h, w, order, masks, bounds, foreground, multi, gt, exact, emit, need,
         best_i = 0.0  # (intersection, union) of the best IoU, exact with ``exact``
         best_u = 1.0
         for k in range(nlive):
-            rt = live[k]
+            rt = live[_U(k)]
             if foreground:
-                x0 = at[rt, _X0]
-                y0 = at[rt, _Y0]
-                x1 = min(at[rt, _X1] + 1, w - 1)
-                y1 = min(at[rt, _Y1] + 1, h - 1)
-            elif (at[rt, _X0] > rx0 and at[rt, _X1] < rx1 and at[rt, _Y0] > ry0
-                  and at[rt, _Y1] < ry1):  # a hole
-                x0 = at[rt, _X0] - 1
-                y0 = at[rt, _Y0] - 1
-                x1 = min(at[rt, _X1] + 2, w - 1)
-                y1 = min(at[rt, _Y1] + 2, h - 1)
+                x0 = at[_U(rt), _X0]
+                y0 = at[_U(rt), _Y0]
+                x1 = min(at[_U(rt), _X1] + 1, w - 1)
+                y1 = min(at[_U(rt), _Y1] + 1, h - 1)
+            elif (at[_U(rt), _X0] > rx0 and at[_U(rt), _X1] < rx1 and at[_U(rt), _Y0] > ry0
+                  and at[_U(rt), _Y1] < ry1):  # a hole
+                x0 = at[_U(rt), _X0] - 1
+                y0 = at[_U(rt), _Y0] - 1
+                x1 = min(at[_U(rt), _X1] + 2, w - 1)
+                y1 = min(at[_U(rt), _Y1] + 2, h - 1)
             else:
                 continue
             if gt.shape[0]:
-                if at[rt, _CACHED] < at[rt, _CHANGED]:
-                    val[rt, 0], val[rt, 1], val[rt, 2], val[rt, 3], val[rt, 4] = _iou(
+                if at[_U(rt), _CACHED] < at[_U(rt), _CHANGED]:
+                    val[_U(rt), 0], val[_U(rt), 1], val[_U(rt), 2], val[_U(rt), 3], val[_U(rt), 4] = _iou(
                         x0, y0, x1, y1, gt)
-                    at[rt, _CACHED] = li
-                best[li] = max(best[li], val[rt, 0])
-                if val[rt, 1] * best_u > best_i * val[rt, 2]:
-                    best_i = val[rt, 1]
-                    best_u = val[rt, 2]
+                    at[_U(rt), _CACHED] = li
+                best[li] = max(best[li], val[_U(rt), 0])
+                if val[_U(rt), 1] * best_u > best_i * val[_U(rt), 2]:
+                    best_i = val[_U(rt), 1]
+                    best_u = val[_U(rt), 2]
             if emit:
                 boxes = _emit(boxes, nbox, x0, y0, x1, y1)
                 nbox += 1
@@ -627,15 +627,15 @@ def _sweep(h, w, order, masks, bounds, foreground, multi, gt, exact, emit, need,
             # float IoUs are correctly rounded, so they keep the order); otherwise a margin
             # absorbs rounding.
             for k in range(nlive):
-                rt = live[k]
-                if at[rt, _EULER4] == 4:
+                rt = live[_U(k)]
+                if at[_U(rt), _EULER4] == 4:
                     continue
-                if (val[rt, 3] * best_u > best_i * val[rt, 4] if exact
-                        else val[rt, 3] / val[rt, 4] >= best[li] - 1e-9):
-                    hole_regions[li, 0] = min(hole_regions[li, 0], at[rt, _X0])
-                    hole_regions[li, 1] = min(hole_regions[li, 1], at[rt, _Y0])
-                    hole_regions[li, 2] = max(hole_regions[li, 2], at[rt, _X1])
-                    hole_regions[li, 3] = max(hole_regions[li, 3], at[rt, _Y1])
+                if (val[_U(rt), 3] * best_u > best_i * val[_U(rt), 4] if exact
+                        else val[_U(rt), 3] / val[_U(rt), 4] >= best[li] - 1e-9):
+                    hole_regions[li, 0] = min(hole_regions[li, 0], at[_U(rt), _X0])
+                    hole_regions[li, 1] = min(hole_regions[li, 1], at[_U(rt), _Y0])
+                    hole_regions[li, 2] = max(hole_regions[li, 2], at[_U(rt), _X1])
+                    hole_regions[li, 3] = max(hole_regions[li, 3], at[_U(rt), _Y1])
     return best, hole_regions, boxes[:nbox], counts
 
 
