@@ -272,22 +272,29 @@ def _sort_pixels(qp, cum):
     """
     h = qp.shape[0] - 2
     w = qp.shape[1] - 2
+    mk = np.empty((h, w), np.uint8)
+    for r in range(1, h + 1):  # raster-earlier neighbours come after on a larger value,
+        a = qp[_U(r - 1)]  # raster-later ones on an equal or larger value
+        m = qp[_U(r)]
+        b = qp[_U(r + 1)]
+        out = mk[_U(r - 1)]
+        for c in range(1, w + 1):
+            v = m[_U(c)]
+            out[_U(c - 1)] = (
+                (a[_U(c - 1)] > v) | ((a[_U(c)] > v) << 1) | ((a[_U(c + 1)] > v) << 2)
+                | ((m[_U(c + 1)] >= v) << 3) | ((b[_U(c + 1)] >= v) << 4)
+                | ((b[_U(c)] >= v) << 5) | ((b[_U(c - 1)] >= v) << 6) | ((m[_U(c - 1)] > v) << 7))
     pos = cum[:256].copy()
     order = np.empty(h * w, np.int32)
     masks = np.empty(h * w, np.uint8)
-    for r in range(1, h + 1):
-        for c in range(1, w + 1):
-            v = qp[_U(r), _U(c)]  # raster-earlier neighbours come after on a larger value,
-            a = _U(r - 1)  # raster-later ones on an equal or larger value
-            b = _U(r + 1)
-            m = ((qp[a, _U(c - 1)] > v) | ((qp[a, _U(c)] > v) << 1)
-                 | ((qp[a, _U(c + 1)] > v) << 2) | ((qp[_U(r), _U(c + 1)] >= v) << 3)
-                 | ((qp[b, _U(c + 1)] >= v) << 4) | ((qp[b, _U(c)] >= v) << 5)
-                 | ((qp[b, _U(c - 1)] >= v) << 6) | ((qp[_U(r), _U(c - 1)] > v) << 7))
+    for r in range(h):
+        row = qp[_U(r + 1)]
+        for c in range(w):
+            v = row[_U(c + 1)]
             k = pos[_U(v)]
             pos[_U(v)] = k + 1
-            order[_U(k)] = ((r - 1) << 16) | (c - 1)
-            masks[_U(k)] = m
+            order[_U(k)] = (r << 16) | c
+            masks[_U(k)] = mk[_U(r), _U(c)]
     return order, masks
 
 
