@@ -469,7 +469,7 @@ def _emit(boxes, nbox, x0, y0, x1, y1):
 
 @numba.njit(cache=True)
 def _sweep(h, w, order, masks, bounds, foreground, multi, gt, exact, emit, need, regions,
-           table):
+           floor, table):
     """One union-find sweep (``_sort_pixels`` gives ``order`` and ``masks``); a snapshot at
     every level where ``need`` is set.
 
@@ -480,8 +480,11 @@ def _sweep(h, w, order, masks, bounds, foreground, multi, gt, exact, emit, need,
     whose box lies strictly inside the region (all their neighbours are then on or
     foreground, and none is on the image border).
 
+    ``floor[li]``: an IoU already reached at level ``li`` (the holes' sweep gets the
+    components' best); boxes too small to beat it are skipped.
+
     Returns (best, hole_regions, boxes, counts): per level the best IoU of its boxes with
-    ``gt`` (-1 without ``gt`` or box); for the multi-contour foreground with ``gt``, per
+    ``gt`` and ``floor`` (-1 without ``gt`` or box); for the multi-contour foreground with ``gt``, per
     level the union of the pixel boxes of the components whose holes could beat ``best``
     (x0 > x1 where none could; a hole lies inside its component's pixel box; ``exact``:
     the GT boxes have integer corners, so IoUs are ratios of exact integers); with
@@ -497,6 +500,9 @@ def _sweep(h, w, order, masks, bounds, foreground, multi, gt, exact, emit, need,
     val = np.empty((n, 5), np.float64)  # cached ``_iou`` of a component's box
     nlev = bounds.shape[0]
     best = np.full(nlev, -1.0)
+    gt_area = np.inf  # the smallest GT box
+    for g in range(gt.shape[0]):
+        gt_area = min(gt_area, (gt[g, 2] - gt[g, 0] + 1.0) * (gt[g, 3] - gt[g, 1] + 1.0))
     hole_regions = np.empty((nlev, 4), np.int64)
     hole_regions[:, :2] = max(h, w)  # empty
     hole_regions[:, 2:] = -1
@@ -599,6 +605,7 @@ def _sweep(h, w, order, masks, bounds, foreground, multi, gt, exact, emit, need,
             continue
         best_i = 0.0  # (intersection, union) of the best IoU, exact with ``exact``
         best_u = 1.0
+        best[li] = floor[li]
         for k in range(nlive):
             rt = live[_U(k)]
             if foreground:
@@ -616,8 +623,12 @@ def _sweep(h, w, order, masks, bounds, foreground, multi, gt, exact, emit, need,
                 continue
             if gt.shape[0]:
                 if at[_U(rt), _CACHED] < at[_U(rt), _CHANGED]:
-                    val[_U(rt), 0], val[_U(rt), 1], val[_U(rt), 2], val[_U(rt), 3], val[_U(rt), 4] = _iou(
-                        x0, y0, x1, y1, gt)
+                    # IoU and cover are at most |box| / |GT box|: skip the small boxes
+                    if (x1 - x0 + 1.0) * (y1 - y0 + 1.0) < best[li] * gt_area * (1.0 - 1e-9):
+                        continue
+                    vals = _iou(x0, y0, x1, y1, gt)
+                    for j in range(5):
+                        val[_U(rt), j] = vals[j]
                     at[_U(rt), _CACHED] = li
                 best[li] = max(best[li], val[_U(rt), 0])
                 if val[_U(rt), 1] * best_u > best_i * val[_U(rt), 2]:
@@ -635,8 +646,8 @@ def _sweep(h, w, order, masks, bounds, foreground, multi, gt, exact, emit, need,
             # absorbs rounding.
             for k in range(nlive):
                 rt = live[_U(k)]
-                if at[_U(rt), _EULER4] == 4:
-                    continue
+                if at[_U(rt), _EULER4] == 4 or at[_U(rt), _CACHED] < at[_U(rt), _CHANGED]:
+                    continue  # no hole, or skipped above
                 if (val[_U(rt), 3] * best_u > best_i * val[_U(rt), 4] if exact
                         else val[_U(rt), 3] / val[_U(rt), 4] >= best[li] - 1e-9):
                     hole_regions[li, 0] = min(hole_regions[li, 0], at[_U(rt), _X0])
@@ -696,7 +707,8 @@ def _search(cam, thresholds, multi, gt, exact, emit):
     everywhere[:, 3] = h - 1
     all_levels = np.ones(nlev, np.bool_)
     best, regions, boxes, counts = _sweep(h, w, order, masks, bounds[::-1].copy(), True, multi,
-                                          gt, exact, emit, all_levels, everywhere, _TABLE8)
+                                          gt, exact, emit, all_levels, everywhere,
+                                          np.full(nlev, -1.0), _TABLE8)
     best = best[::-1].copy()
     hole_boxes = np.zeros((0, 4), np.int64)
     hole_counts = np.zeros(nlev, np.int64)
@@ -719,7 +731,7 @@ def _search(cam, thresholds, multi, gt, exact, emit):
                 everywhere[lr] = acc
         if need.any():
             hole_best, _, hole_boxes, hole_counts = _sweep(
-                h, w, order, masks, bounds, False, True, gt, exact, emit, need, everywhere,
+                h, w, order, masks, bounds, False, True, gt, exact, emit, need, everywhere, best,
                 _TABLE4)
             for li in range(nlev):
                 best[li] = max(best[li], hole_best[li])
