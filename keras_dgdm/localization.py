@@ -52,6 +52,7 @@ __all__ = [
     "boxes_at_thresholds",
     "box_from_cam",
     "best_iou_curve",
+    "best_iou_curves",
     "validate_cam",
 ]
 
@@ -741,9 +742,43 @@ def _search(cam, thresholds, multi, gt, exact, emit):
     return ok, curve, inverse, boxes, counts, hole_boxes, hole_counts
 
 
+@numba.njit(cache=True)
+def _search_batch(cams, thresholds, multi, gts, offsets, exact):
+    """``_search`` of every CAM of an (N, H, W) batch, CAM ``i`` against the GT boxes
+    ``gts[offsets[i]:offsets[i + 1]]``; returns (curves, bad): the (N, T) best IoUs, and the
+    index of the first CAM with values outside [0, 1] (-1: none)."""
+    curves = np.empty((cams.shape[0], thresholds.shape[0]))
+    for i in range(cams.shape[0]):
+        out = _search(cams[i], thresholds, multi, gts[offsets[i]:offsets[i + 1]], exact[i],
+                      False)
+        if not out[0]:
+            return curves, i
+        curves[i] = out[1]
+    return curves, -1
+
+
 # ----------------------------------------------------------------------------------------------
 # public API
 # ----------------------------------------------------------------------------------------------
+
+
+def _check_size(shape):
+    if max(shape) >= 1 << 15:
+        raise ValueError(f"cam is too large for the box search (shape {shape}); "
+                         "height and width must be below 32768.")
+
+
+def _check_thresholds(thresholds):
+    t = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if t.size == 0:
+        raise ValueError("cam_thresholds must not be empty.")
+    if not (t.min() >= 0.0 and t.max() <= 1.0):  # NaN fails too
+        raise ValueError(f"cam_thresholds must be in [0, 1]; got min {t.min()}, max {t.max()}.")
+    return t
+
+
+def _is_integer(boxes):
+    return bool(np.all(boxes == np.floor(boxes)))
 
 
 def _run_search(cam, thresholds, multi_contour, gt, emit):
@@ -752,16 +787,9 @@ def _run_search(cam, thresholds, multi_contour, gt, emit):
     if arr.ndim != 2 or arr.size == 0 or arr.dtype not in (np.float32, np.float64):
         arr = validate_cam(arr)  # raises for a wrong rank or an empty map
     arr = np.ascontiguousarray(arr)
-    if max(arr.shape) >= 1 << 15:
-        raise ValueError(f"cam is too large for the box search (shape {arr.shape}); "
-                         "height and width must be below 32768.")
-    t = np.asarray(thresholds, dtype=np.float64).reshape(-1)
-    if t.size == 0:
-        raise ValueError("cam_thresholds must not be empty.")
-    if not (t.min() >= 0.0 and t.max() <= 1.0):  # NaN fails too
-        raise ValueError(f"cam_thresholds must be in [0, 1]; got min {t.min()}, max {t.max()}.")
-    exact = bool(np.all(gt == np.floor(gt)))
-    out = _search(arr, t, bool(multi_contour), gt, exact, emit)
+    _check_size(arr.shape)
+    t = _check_thresholds(thresholds)
+    out = _search(arr, t, bool(multi_contour), gt, _is_integer(gt), emit)
     if not out[0]:
         validate_cam(arr)  # raises: NaN or values outside [0, 1]
     return out[1:]
@@ -831,3 +859,56 @@ def best_iou_curve(cam, gt_boxes, cam_thresholds, multi_contour=False):
     if gt.shape[0] == 0:
         raise ValueError("gt_boxes must hold at least one box.")
     return _run_search(cam, cam_thresholds, multi_contour, np.ascontiguousarray(gt), False)[0]
+
+
+def best_iou_curves(cams, gt_boxes, cam_thresholds, multi_contour=False):
+    """``best_iou_curve`` of every CAM of a batch, in one call (the evaluator's hot path).
+
+    Args:
+        cams: (N, H, W) float array in [0, 1].
+        gt_boxes: N arrays of GT boxes, shape (k_i, 4) with k_i >= 1, in the CAMs' pixel frame.
+        cam_thresholds: 1-D sequence of thresholds in [0, 1].
+        multi_contour: see ``boxes_at_thresholds``.
+
+    Returns:
+        (N, T) float64: row ``i`` is ``best_iou_curve(cams[i], gt_boxes[i], ...)``.
+
+    Raises:
+        ValueError naming ``cams[i]`` or ``gt_boxes[i]`` for a malformed input.
+
+    Example:
+        >>> cams = np.zeros((2, 8, 8)); cams[:, 2:5, 2:5] = 1.0
+        >>> best_iou_curves(cams, [[[2, 2, 5, 5]], [[2, 2, 3, 3]]], [0.5]).tolist()
+        [[1.0], [0.25]]
+    """
+    arr = np.asarray(cams)
+    if arr.ndim != 3:
+        raise ValueError(f"cams must have shape (N, H, W); got shape {arr.shape}.")
+    if len(gt_boxes) != arr.shape[0]:
+        raise ValueError(f"gt_boxes must hold one (k, 4) array per CAM: got {len(gt_boxes)} "
+                         f"arrays for {arr.shape[0]} CAMs.")
+    if arr.size == 0 or arr.dtype not in (np.float32, np.float64):
+        for i in range(arr.shape[0]):
+            validate_cam(arr[i], name=f"cams[{i}]")  # raises for an empty map
+        arr = arr.astype(np.float64)
+    arr = np.ascontiguousarray(arr)
+    _check_size(arr.shape[1:])
+    t = _check_thresholds(cam_thresholds)
+    gts = [np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in gt_boxes]
+    sizes = np.array([g.shape[0] for g in gts], np.int64)
+    flat = np.concatenate(gts, axis=0) if gts else np.zeros((0, 4))
+    for i in np.flatnonzero(sizes == 0)[:1]:
+        raise ValueError(f"gt_boxes[{i}] must hold at least one box.")
+    try:
+        validate_boxes(flat)
+    except ValueError:  # say which image
+        for i, b in enumerate(gt_boxes):
+            validate_boxes(b, name=f"gt_boxes[{i}]")
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    exact = np.logical_and.reduceat(np.all(flat == np.floor(flat), axis=1), offsets[:-1]) \
+        if flat.shape[0] else np.zeros(0, np.bool_)
+    curves, bad = _search_batch(arr, t, bool(multi_contour), np.ascontiguousarray(flat),
+                                offsets, exact)
+    if bad >= 0:
+        validate_cam(arr[bad], name=f"cams[{bad}]")  # raises: NaN or values outside [0, 1]
+    return curves

@@ -7,6 +7,7 @@ import pytest
 from keras_dgdm import localization as loc
 from keras_dgdm.localization import (
     best_iou_curve,
+    best_iou_curves,
     box_from_cam,
     boxes_at_thresholds,
     cam_thresholds,
@@ -311,3 +312,31 @@ def test_equals_cv2_reference_on_adversarial_maps(multi):
         for gt in gts:
             np.testing.assert_array_equal(best_iou_curve(cam, gt, t, multi),
                                           ref.reference_best_iou_curve(cam, gt, t, multi))
+
+
+def test_best_iou_curves_of_a_batch():
+    cams = np.zeros((2, 8, 8))
+    cams[:, 2:5, 2:5] = 1.0  # box (2, 2, 5, 5) at t = 0.5
+    np.testing.assert_array_equal(
+        best_iou_curves(cams, [[[2, 2, 5, 5]], [[2, 2, 3, 3], [6, 6, 7, 7]]], [0.5]),
+        [[1.0], [4 / 16]])
+    rng = np.random.default_rng(4)
+    cams = rng.random((3, 11, 17)).astype(np.float32)
+    gts = [[[1, 2, 10, 9]], [[0, 0, 5.5, 5], [3, 3, 16, 10]], [[4, 4, 4, 4]]]
+    t = cam_thresholds(0.05)
+    for multi in (False, True):
+        np.testing.assert_array_equal(
+            best_iou_curves(cams, gts, t, multi),
+            [best_iou_curve(c, g, t, multi) for c, g in zip(cams, gts)])
+    bad = cams.copy()
+    bad[2, 1, 1] = np.nan
+    with pytest.raises(ValueError, match=r"cams\[2\] contains NaN"):
+        best_iou_curves(bad, gts, t)
+    with pytest.raises(ValueError, match=r"gt_boxes\[1\]\[1\].*x1 < x0"):
+        best_iou_curves(cams, [gts[0], [[0, 0, 1, 1], [5, 0, 2, 3]], gts[2]], t)
+    with pytest.raises(ValueError, match=r"gt_boxes\[2\] must hold at least one box"):
+        best_iou_curves(cams, [gts[0], gts[1], np.zeros((0, 4))], t)
+    with pytest.raises(ValueError, match="one \\(k, 4\\) array per CAM"):
+        best_iou_curves(cams, gts[:2], t)
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        best_iou_curves(cams[0], gts, t)
