@@ -25,19 +25,23 @@ The conventions (defined here once; ``keras_dgdm.metrics`` and the serving expor
 How it is computed (the box search lives in this module only; ``keras_dgdm.graph_boxes`` is
 its in-graph twin for the SavedModel). A uint8 map has at most 256 levels and the components
 at a lower level are unions of those at higher ones, so one union-find sweep over the pixels in
-decreasing value order builds the foreground components of every level; a second sweep over
-the background in increasing value order builds the holes (multi-contour mode). Both sweeps
-insert pixels and merge components with the same two routines (``_add_pixel``, ``_merge``).
-Each component keeps its pixel box, first pixel, pixel count, hole-free contour area and Euler
-number, all updated in O(1) per pixel from the 2x2 windows around it. The area is local: a
-window whose 4 pixels are in the component adds 1, one with 3 pixels adds 1/2, anything else 0
-(the shoelace area of cv2's contour; e.g. a 3x3 square -> 4, a line -> 0). Holes only add area
-(each at least 1), so a component with holes (Euler number < 1) has bounds, and its exact area
-is measured, by tracing its outer border (``_outer_area2``), only when the bounds cannot decide
-the largest contour. IoUs with the GT boxes are computed inside the sweep, once per component
-and change; ``best_iou_curve`` skips the hole sweep at levels where no hole box can beat the
-best component box (a hole's box lies inside its component's box). Agreement with cv2:
-``tests/test_localization.py`` (against ``benchmarks/reference_evaluator.py``).
+decreasing value order builds the foreground components of every level, and one over the
+background in increasing value order builds the holes (multi-contour mode). One counting sort
+serves both, with each pixel's neighbour mask at its turn (``_sort_pixels``); both sweeps are
+the same routine (``_sweep``) with the same merge (``_merge``). Each component keeps its pixel
+box, first pixel, pixel count, hole-free contour area and Euler number, updated in O(1) per
+pixel from one table lookup on the mask. The area is local: a 2x2 window whose 4 pixels are in
+the component adds 1, one with 3 pixels adds 1/2, anything else 0 (the shoelace area of cv2's
+contour; e.g. a 3x3 square -> 4, a line -> 0). Holes only add area, so a component with holes
+(Euler number < 1) has bounds, and its exact area is measured by following its outer border
+as cv2 does (``_outer_area2``), only when the bounds cannot decide the largest contour.
+
+IoUs with the GT boxes are taken inside the sweeps, once per component and change. In
+multi-contour mode a hole's box lies inside its component's box, so the hole sweep only runs
+up to the last level where some component with holes covers a GT box better than the best box
+does, and only switches on the pixels inside those components' boxes.
+``tests/test_localization.py`` checks the boxes and IoUs against the cv2 rules
+(``benchmarks/reference_evaluator.py``).
 """
 from __future__ import annotations
 
@@ -224,8 +228,8 @@ _U = np.uint64
 _X0, _Y0, _X1, _Y1 = 0, 1, 2, 3  # pixel box, inclusive
 _FIRST = 4  # smallest padded raster index of a pixel (where cv2 starts its contour)
 _COUNT = 5  # pixels
-_AREA2 = 6  # foreground: 2 x hole-free contour area; background: pixels on the image border
-_EULER4 = 7  # foreground: 4 x Euler number (4: no hole)
+_AREA2 = 6  # 2 x hole-free contour area (foreground)
+_EULER4 = 7  # 4 x Euler number (foreground; 4: no hole)
 _LIVEPOS = 8  # position in the list of live roots
 _CHANGED = 9  # index of the last level at which the component changed
 _CACHED = 10  # index of the level at which the cached values were computed (-1: none)
@@ -422,7 +426,8 @@ def _largest(lab, at, live, nlive, pw, li):
             best = rt
     for k in np.argsort(-upper[:n_todo]):  # then trace, largest upper bound first
         rt = todo[_U(k)]
-        if upper[_U(k)] < best_area or (upper[_U(k)] == best_area and at[_U(rt), _FIRST] < at[_U(best), _FIRST]):
+        if upper[_U(k)] < best_area or (upper[_U(k)] == best_area
+                                        and at[_U(rt), _FIRST] < at[_U(best), _FIRST]):
             break
         a2 = _outer_area2(lab, pw, at[_U(rt), _FIRST])
         at[_U(rt), _FILLED2] = a2
@@ -484,12 +489,14 @@ def _sweep(h, w, order, masks, bounds, foreground, multi, gt, exact, emit, need,
     ``floor[li]``: an IoU already reached at level ``li`` (the holes' sweep gets the
     components' best); boxes too small to beat it are skipped.
 
-    Returns (best, hole_regions, boxes, counts): per level the best IoU of its boxes with
-    ``gt`` and ``floor`` (-1 without ``gt`` or box); for the multi-contour foreground with ``gt``, per
-    level the union of the pixel boxes of the components whose holes could beat ``best``
-    (x0 > x1 where none could; a hole lies inside its component's pixel box; ``exact``:
-    the GT boxes have integer corners, so IoUs are ratios of exact integers); with
-    ``emit``, the boxes of every level, level after level, ``counts[li]`` of them.
+    Returns (best, hole_regions, boxes, counts):
+
+    * ``best[li]``: the best IoU of the level's boxes with ``gt`` and ``floor`` (-1 without
+      ``gt`` or box);
+    * ``hole_regions[li]`` (multi-contour foreground with ``gt``): the union of the pixel
+      boxes of the components whose holes could beat ``best`` (x0 > x1 where none could).
+      ``exact``: the GT boxes have integer corners, so IoUs are ratios of exact integers;
+    * with ``emit``, the boxes of every level, level after level, ``counts[li]`` of them.
     """
     pw = w + 2
     offs = np.array([-pw - 1, -pw, -pw + 1, 1, pw + 1, pw, pw - 1, -1], np.int64)
