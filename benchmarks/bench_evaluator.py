@@ -16,6 +16,11 @@ machine hits both; each figure is the best of ``--repeats`` passes of process CP
 fails otherwise); the max |difference| printed is over the whole set.
 
     python benchmarks/bench_evaluator.py [--num 300] [--size 224] [--sigma 2] [--repeats 3]
+
+``--agreement N`` instead counts, on N small adversarial maps (uniform noise, few-level maps
+with ties, holes and islands, binary maps, smoothed noise, blocky maps) at 100 thresholds in
+both modes, the box sets of ``keras_dgdm.localization.boxes_at_thresholds`` that differ from
+the reference's, and the best-IoU curves that differ (integer and fractional GT boxes).
 """
 from __future__ import annotations
 
@@ -31,10 +36,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.reference_evaluator import (  # noqa: E402
     realistic_cams,
+    reference_best_iou_curve,
     reference_box_accuracy_curve,
+    reference_boxes,
     smoothed_random_cams,
 )
-from keras_dgdm.localization import cam_thresholds  # noqa: E402
+from keras_dgdm.localization import (  # noqa: E402
+    best_iou_curve,
+    boxes_at_thresholds,
+    cam_thresholds,
+)
 from keras_dgdm.metrics import box_accuracy_curve  # noqa: E402
 
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)
@@ -73,6 +84,45 @@ def _measure(cams, gts, t, multi, args, clock):
     return best_ref, best_ours
 
 
+def _adversarial_map(rng, i):
+    h, w = rng.integers(2, 40, 2)
+    kind = i % 5
+    if kind == 0:
+        return rng.random((h, w))
+    if kind == 1:
+        return rng.integers(0, 3, (h, w)) / 2.0
+    if kind == 2:
+        return (rng.random((h, w)) < rng.uniform(0.3, 0.7)).astype(float)
+    if kind == 3:
+        cam = np.cumsum(np.cumsum(rng.normal(size=(h, w)), 0), 1)
+        return (cam - cam.min()) / max(np.ptp(cam), 1e-12)
+    return np.kron(rng.random((max(h // 3, 1), max(w // 3, 1))), np.ones((3, 3)))
+
+
+def agreement(num, seed):
+    """(differing box sets, pairs, differing IoU curves, curves) on ``num`` adversarial maps."""
+    rng = np.random.default_rng(seed)
+    t = cam_thresholds(0.01)
+    differ = pairs = curves_differ = curves = 0
+    for i in range(num):
+        cam = _adversarial_map(rng, i)
+        h, w = cam.shape
+        x0, y0 = rng.integers(0, w), rng.integers(0, h)
+        gts = [[[x0, y0, rng.integers(x0, w), rng.integers(y0, h)]],
+               [[x0 * 0.3, y0 * 0.6, w - 0.7, h - 1.1], [1, 1, 2.5, 3]]]
+        for multi in (False, True):
+            ours = boxes_at_thresholds(cam, t, multi)
+            theirs = reference_boxes(cam, t, multi)
+            for a, b in zip(ours, theirs):
+                differ += sorted(map(tuple, a.tolist())) != sorted(map(tuple, b.tolist()))
+            pairs += len(t)
+            for gt in gts:
+                curves_differ += not np.array_equal(best_iou_curve(cam, gt, t, multi),
+                                                    reference_best_iou_curve(cam, gt, t, multi))
+                curves += 1
+    return differ, pairs, curves_differ, curves
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--num", type=int, default=300, help="CAMs per family")
@@ -84,7 +134,14 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--wall", action="store_true", help="wall-clock instead of CPU time")
     p.add_argument("--smoke", action="store_true", help="a few small CAMs, one pass")
+    p.add_argument("--agreement", type=int, default=0, metavar="N",
+                   help="count disagreements on N adversarial maps instead of timing")
     args = p.parse_args(argv)
+    if args.agreement:
+        differ, pairs, curves_differ, curves = agreement(args.agreement, args.seed)
+        print(f"{differ} of {pairs} (map, threshold, mode) box sets differ from the reference; "
+              f"{curves_differ} of {curves} best-IoU curves differ")
+        return
     if args.smoke:
         args.num, args.size, args.repeats, args.chunk = 6, 64, 1, 3
     clock = time.perf_counter if args.wall else time.process_time
