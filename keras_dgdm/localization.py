@@ -217,7 +217,7 @@ def _pack(reps, d_area2, d_euler):
 
 _TABLE8 = _pack(_REPS8, _D_AREA2, _D_EULER)  # foreground: 8-connected, area and Euler number
 _TABLE4 = _pack(_REPS4, 0 * _D_AREA2, 0 * _D_EULER)  # background: 4-connected
-_U = np.uint64
+_U = np.uint64  # index casts in the kernels: numba checks signed indices for negative values
 
 
 # ----------------------------------------------------------------------------------------------

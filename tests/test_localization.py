@@ -239,8 +239,19 @@ def test_tables_count_one_union_per_group():
     assert loc._REPS4[0b00001010, 0] == 2  # N and E without NE: apart in the background
     assert loc._REPS4[0b00001110, 0] == 1  # ... joined through NE
     assert loc._REPS4[0b00010001, 0] == 0  # diagonals only: no 4-neighbour
-    # a pixel filling the hole of a ring closes it: +2 to 2 x area... (window counts 3 -> 4)
+    # a pixel filling a one-pixel hole: its four 2x2 windows go from 3 to 4 pixels, each adds
+    # 1 to 2 x the area and 1 to 4 x the Euler number (the hole is gone)
     assert loc._D_AREA2[0b11111111] == 4 and loc._D_EULER[0b11111111] == 4
+    # a lone pixel: no area, Euler number + 1 (4 x: + 4)
+    assert loc._D_AREA2[0] == 0 and loc._D_EULER[0] == 4
+    # the packed table of the sweep holds the same numbers
+    for mask in (0, 0b00010001, 0b11111111):
+        t = int(loc._TABLE8[mask])
+        n = t & 7
+        assert n == loc._REPS8[mask, 0]
+        assert [(t >> (3 + 3 * k)) & 7 for k in range(n)] == loc._REPS8[mask, 1:1 + n].tolist()
+        assert ((t >> 16) & 0xFF) - 128 == loc._D_AREA2[mask]
+        assert ((t >> 24) & 0xFF) - 128 == loc._D_EULER[mask]
 
 
 def test_a_ring_ties_a_block_of_the_same_filled_area():
