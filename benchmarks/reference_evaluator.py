@@ -15,8 +15,9 @@ It is written from the published description of those rules, not copied:
 * an image is correct at (t, iou_threshold) when the best IoU (+1 convention) over its predicted
   boxes x its GT boxes is >= iou_threshold.
 
-It also holds ``realistic_cams``: the seeded synthetic CAMs (smooth multi-blob maps with noise,
-and bicubic-upsampled 14x14 random maps) that the agreement tests and the benchmark use.
+It also holds the seeded CAM families that the agreement tests and the benchmark use:
+``realistic_cams`` (smooth multi-blob maps with noise, and bicubic-upsampled 14x14 random maps)
+and ``smoothed_random_cams`` (Gaussian-smoothed uniform noise).
 Requires ``opencv-python-headless`` (the ``test`` extra); the library itself never imports cv2.
 """
 from __future__ import annotations
@@ -121,4 +122,24 @@ def realistic_cams(num, size=224, seed=0, noise=0.03):
         cams.append(cam)
         b = np.clip(np.trunc(np.asarray(boxes)), 0, size - 1)
         gts.append(b)
+    return np.stack(cams), gts
+
+
+def smoothed_random_cams(num, size=224, seed=0, sigma=2.0):
+    """Seeded random smoothed CAMs: uniform noise, Gaussian-smoothed (``cv2.GaussianBlur``,
+    standard deviation ``sigma`` pixels), min-max normalised to [0, 1] (float64), each with
+    one random GT box (a fifth to half of the side, inclusive corners inside the image).
+
+    Returns:
+        (cams, gt_boxes): an (num, size, size) float64 array and a list of (1, 4) arrays.
+    """
+    rng = np.random.default_rng(seed)
+    cams, gts = [], []
+    for _ in range(num):
+        cam = cv2.GaussianBlur(rng.uniform(0, 1, (size, size)), (0, 0), sigma,
+                               borderType=cv2.BORDER_REFLECT)
+        cams.append((cam - cam.min()) / max(cam.max() - cam.min(), 1e-12))
+        x0, y0 = rng.uniform(0, 0.5, 2) * size
+        w, h = rng.uniform(0.2, 0.5, 2) * size
+        gts.append(np.clip(np.trunc([[x0, y0, x0 + w, y0 + h]]), 0, size - 1))
     return np.stack(cams), gts

@@ -1,8 +1,9 @@
 """Boxes from CAMs inside a graph (keras.ops): the in-model twin of ``keras_dgdm.localization``.
 
-``keras_dgdm.localization.box_from_cam`` follows the reference evaluator (clovaai/wsolevaluation)
-with OpenCV on one numpy CAM at a time. A SavedModel served by TF Serving cannot call OpenCV, so
-this module computes the same box with tensor ops, batched, in four steps:
+``keras_dgdm.localization.box_from_cam`` computes the box of the reference evaluator
+(clovaai/wsolevaluation, which uses OpenCV) with numba on one numpy CAM at a time. A SavedModel
+served by TF Serving can call neither, so this module computes the same box with tensor ops,
+batched, in five steps:
 
 1. quantise like ``localization.quantize_cam``: ``q = floor(clip(cam * 255, 0, 255))`` in float64
    (the product of a float32 CAM and 255 is exact there);
@@ -28,8 +29,9 @@ this module computes the same box with tensor ops, batched, in four steps:
    ``x0 = x_min``, ``y0 = y_min``, ``x1 = min(x_max + 1, W - 1)``, ``y1 = min(y_max + 1, H - 1)``.
    No pixel above the threshold gives ``(0, 0, 0, 0)``, as in the reference.
 
-Agreement with the OpenCV reference is exact on every case measured (docs/serving.md gives the
-numbers and the command).
+``tests/test_graph_boxes.py`` checks that the boxes equal ``box_from_cam``'s and OpenCV's;
+``python -m keras_dgdm.graph_boxes`` counts disagreements on larger sets (figures and command in
+BENCHMARKS.md).
 
 Boxes follow ``keras_dgdm.boxes``: ``(x0, y0, x1, y1)``, inclusive corners, in CAM pixels.
 """
@@ -327,8 +329,9 @@ def compare_with_reference(cams, cam_thresholds):
         ``(disagreements, pairs)``, two ints.
 
     Example:
-        >>> compare_with_reference(cams, keras_dgdm.localization.cam_thresholds(0.01))
-        (0, 6400)
+        >>> wrong, total = compare_with_reference(cams, localization.cam_thresholds(0.01))
+        >>> total == len(cams) * 100   # wrong == 0: every box agrees
+        True
     """
     from keras_dgdm.localization import box_from_cam
 
@@ -343,7 +346,7 @@ def compare_with_reference(cams, cam_thresholds):
 
 
 def _main():
-    """``python -m keras_dgdm.graph_boxes``: the agreement measurement of docs/serving.md."""
+    """``python -m keras_dgdm.graph_boxes``: counts disagreements with ``box_from_cam``."""
     import scipy.ndimage as ndi
 
     from keras_dgdm.data.synthetic import generate

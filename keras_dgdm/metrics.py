@@ -1,8 +1,8 @@
 """WSOL metrics: MaxBoxAcc(V2), GT-known / Top-1 / Top-5 Loc, Top-k Clas, PxAP, and a streaming
 evaluator. The protocol is the one of Choe et al., CVPR 2020 ("Evaluating WSOL Methods Right",
 reference code clovaai/wsolevaluation); boxes come from ``keras_dgdm.localization`` (whose
-docstring defines quantisation, thresholds, components and the box rule) and IoU from
-``keras_dgdm.boxes.iou`` (+1 pixel convention).
+docstring defines quantisation, thresholds, components and the box rule) with their IoUs, as
+``keras_dgdm.boxes.iou`` computes them (+1 pixel convention).
 
 Definitions (N images, CAM thresholds ``t`` in ``cam_thresholds(interval)`` =
 ``np.arange(0, 1, interval)``; all accuracies are percentages):
@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_dgdm.boxes import validate_boxes
-from keras_dgdm.localization import best_iou_curve, cam_thresholds as make_cam_thresholds
+from keras_dgdm.localization import best_iou_curves, cam_thresholds as make_cam_thresholds
 from keras_dgdm.localization import validate_cam
 
 __all__ = [
@@ -78,6 +78,8 @@ def _check_cams(cams):
     arr = np.asarray(cams)
     if arr.ndim != 3:
         raise ValueError(f"cams must have shape (N, H, W); got shape {arr.shape}.")
+    if arr.size and arr.dtype.kind == "f" and arr.min() >= 0.0 and arr.max() <= 1.0:
+        return arr  # (NaN fails the test above)
     for i in range(arr.shape[0]):
         validate_cam(arr[i], name=f"cams[{i}]")
     return arr
@@ -139,8 +141,7 @@ def _check_masks(masks, cams_shape):
 
 
 def _best_ious(cams, gt_boxes, thresholds, multi_contour):
-    return np.stack([best_iou_curve(c, g, thresholds, multi_contour)
-                     for c, g in zip(cams, gt_boxes)])
+    return best_iou_curves(cams, gt_boxes, thresholds, multi_contour)
 
 
 def box_accuracy_curve(cams, gt_boxes, cam_thresholds, iou_thresholds=(0.3, 0.5, 0.7),
