@@ -91,6 +91,7 @@ def build_wsol_model(
     input_shape=(224, 224, 3),
     insert_at=None,
     bn_momentum=None,
+    freeze_bn=False,
     seed=None,
     name=None,
     **method_kwargs,
@@ -110,6 +111,11 @@ def build_wsol_model(
             (a layer name, glob pattern, layer class, predicate or list; see
             ``keras_dgdm.rewrite``).
         bn_momentum: when given, the momentum of every ``BatchNormalization`` layer.
+        freeze_bn: when True, every ``BatchNormalization`` layer is frozen
+            (``trainable=False``): it keeps the pretrained moving statistics, scale and offset
+            and normalises with them in training too. For fine-tuning a BN backbone with method
+            layers: they change activation statistics in training only (erased blocks, the
+            importance map's scaling), so statistics learned under them do not fit inference.
         seed: int seed for the inserted layers; the i-th inserted layer (in model order) gets
             ``seed + i``. ``None``: unseeded.
         name: model name (default ``f"{backbone}_{method}"``).
@@ -203,10 +209,12 @@ def build_wsol_model(
     fresh = keras.Model.from_config(model.get_config())
     fresh.set_weights(model.get_weights())
     model = fresh
-    if bn_momentum is not None:
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            if bn_momentum is not None:
                 layer.momentum = float(bn_momentum)
+            if freeze_bn:
+                layer.trainable = False
     return model
 
 

@@ -81,27 +81,27 @@ RECIPES: dict[str, dict[str, Any]] = {
     "synthetic": dict(
         backbone="small_vgg", method="dgdm", weights="none", image_size=64, batch_size=32,
         epochs=4, lr=0.005, lr_multiplier=10.0, lr_decay_epochs=3, lr_decay_rate=0.1,
-        momentum=0.9, weight_decay=5e-4, bn_momentum=0.9, insert_at=["block4_conv2_relu"],
+        momentum=0.9, weight_decay=5e-4, bn_momentum=0.9, freeze_bn=False, insert_at=["block4_conv2_relu"],
     ),
     "cub": dict(
         backbone="vgg16", method="dgdm", weights="imagenet", image_size=224, batch_size=32,
         epochs=50, lr=0.01, lr_multiplier=10.0, lr_decay_epochs=15, lr_decay_rate=0.1,
-        momentum=0.9, weight_decay=5e-4, bn_momentum=0.9,
+        momentum=0.9, weight_decay=5e-4, bn_momentum=0.9, freeze_bn=False,
     ),
     "cars": dict(
         backbone="resnet50", method="dgdm", weights="imagenet", image_size=224, batch_size=32,
         epochs=50, lr=0.01, lr_multiplier=10.0, lr_decay_epochs=15, lr_decay_rate=0.1,
-        momentum=0.9, weight_decay=1e-4, bn_momentum=0.9,
+        momentum=0.9, weight_decay=1e-4, bn_momentum=0.9, freeze_bn=False,
     ),
     "ilsvrc": dict(
         backbone="resnet50", method="dgdm", weights="imagenet", image_size=224, batch_size=64,
         epochs=10, lr=0.01, lr_multiplier=10.0, lr_decay_epochs=3, lr_decay_rate=0.1,
-        momentum=0.9, weight_decay=1e-4, bn_momentum=0.9,
+        momentum=0.9, weight_decay=1e-4, bn_momentum=0.9, freeze_bn=False,
     ),
     "metadata": dict(
         backbone="vgg16", method="dgdm", weights="imagenet", image_size=224, batch_size=32,
         epochs=50, lr=0.01, lr_multiplier=10.0, lr_decay_epochs=15, lr_decay_rate=0.1,
-        momentum=0.9, weight_decay=5e-4, bn_momentum=0.9,
+        momentum=0.9, weight_decay=5e-4, bn_momentum=0.9, freeze_bn=False,
     ),
 }
 
@@ -193,7 +193,7 @@ class TrainConfig:
             (layer names / globs; ``None``: the recipe's, which only the synthetic recipe sets,
             else the backbone's default positions), method_kwargs
             (only the hyperparameters given explicitly; the rest are the layer's / backbone's
-            defaults), bn_momentum: the model (``keras_dgdm.models.build_wsol_model``).
+            defaults), bn_momentum, freeze_bn: the model (``keras_dgdm.models.build_wsol_model``).
         image_size, batch_size (global, over all replicas), epochs, steps_per_epoch (``None``:
             one pass over the training split), lr (of pretrained layers), lr_multiplier (new
             layers), lr_decay_epochs, lr_decay_rate, momentum, nesterov, weight_decay: training.
@@ -220,6 +220,7 @@ class TrainConfig:
     insert_at: Optional[list] = None
     weights: Optional[str] = None
     bn_momentum: Optional[float] = None
+    freeze_bn: Optional[bool] = None
     image_size: Optional[int] = None
     batch_size: Optional[int] = None
     epochs: Optional[int] = None
@@ -742,7 +743,8 @@ def build_model(config: TrainConfig, num_classes: int):
     return build_wsol_model(
         config.backbone, num_classes, method=config.method, weights=config.model_weights,
         input_shape=(config.image_size, config.image_size, 3), insert_at=config.insert_at,
-        bn_momentum=config.bn_momentum, seed=config.seed, **config.method_kwargs,
+        bn_momentum=config.bn_momentum, freeze_bn=bool(config.freeze_bn), seed=config.seed,
+        **config.method_kwargs,
     )
 
 

@@ -148,9 +148,10 @@ DROP_STATS_IMAGES = 500
 #: another benchmark version never does). ``context_strength``, ``body_hint``, ``show``:
 #: ``synthetic.generate``'s arguments; ``benchmark_version``: 1 = the generator before the
 #: cue-structure change of 2026-12 (class order and body cue, EXPERIMENTS.md), 2 = now;
-#: ``weights``: the backbone's start ("none" = from scratch, or a weights file).
+#: ``weights``: the backbone's start ("none" = from scratch, or a weights file); ``freeze_bn``:
+#: BatchNorm frozen while fine-tuning (``build_wsol_model``).
 ADDED_SETTINGS = {"context_strength": 0.5, "benchmark_version": 1, "body_hint": 0.35,
-                  "show": "all", "weights": "none"}
+                  "show": "all", "weights": "none", "freeze_bn": False}
 
 #: The synthetic benchmark version this code generates (see ``ADDED_SETTINGS``).
 BENCHMARK_VERSION = 2
@@ -193,7 +194,8 @@ def settings_for(scale, **overrides):
                     **ADDED_SETTINGS)
     defaults = inspect.signature(synthetic.generate).parameters
     settings.update({k: defaults[k].default for k in GENERATOR_SETTINGS},
-                    benchmark_version=BENCHMARK_VERSION, weights=recipe.get("weights", "none"))
+                    benchmark_version=BENCHMARK_VERSION, weights=recipe.get("weights", "none"),
+                    freeze_bn=bool(recipe.get("freeze_bn", False)))
     for key in ("backbone", "batch_size", "lr", "lr_multiplier", "lr_decay_rate", "momentum",
                 "weight_decay", "bn_momentum"):
         settings[key] = recipe[key]
@@ -420,7 +422,7 @@ def run_one(config_name, seed, settings, data=None, verbose=0, figure_path=None)
     tc = TrainConfig(
         dataset="synthetic", backbone=settings["backbone"], method=cfg.method,
         method_kwargs=cfg.kwargs, weights=settings.get("weights", "none"),
-        bn_momentum=settings["bn_momentum"],
+        bn_momentum=settings["bn_momentum"], freeze_bn=settings.get("freeze_bn", False),
         insert_at=insert_at,
         image_size=settings["image_size"], batch_size=settings["batch_size"],
         epochs=settings["epochs"], lr=settings["lr"], lr_multiplier=settings["lr_multiplier"],

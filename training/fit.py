@@ -68,6 +68,8 @@ def build_parser():
                    help="comma-separated layer names/globs after which the method layer goes")
     m.add_argument("--bn-momentum", type=float, default=None,
                    help="BatchNorm momentum (recipe: 0.9; see keras_dgdm.training)")
+    m.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=None,
+                   help="freeze BatchNorm while fine-tuning (recipe; see build_wsol_model)")
     h = p.add_argument_group("method hyperparameters (layer defaults when not given)")
     for name, default in method_hyperparameters().items():
         h.add_argument("--" + name.replace("_", "-"), dest="hp_" + name, type=parse_value,
@@ -131,6 +133,7 @@ def config_from_args(args):
         dataset=args.dataset, data_dir=args.data_dir, data_options=dict(args.data_option),
         backbone=args.backbone, method=args.method, method_kwargs=hparams,
         insert_at=args.insert_at, weights=args.weights, bn_momentum=args.bn_momentum,
+        freeze_bn=args.freeze_bn,
         image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, lr=args.lr, lr_multiplier=args.lr_multiplier,
         lr_decay_epochs=args.lr_decay_epochs, lr_decay_rate=args.lr_decay_rate,
