@@ -321,3 +321,20 @@ def test_preprocessing_config_and_errors():
     first = BackbonePreprocessing("caffe", data_format="channels_first")
     out = to_np(first(np.array([10.0, 20.0, 30.0], "float32").reshape(1, 3, 1, 1)))
     np.testing.assert_allclose(out.ravel(), [30 - 103.939, 20 - 116.779, 10 - 123.68], rtol=1e-6)
+
+
+def test_freeze_bn_keeps_batchnorm_statistics_and_scale_in_training():
+    model = build_wsol_model("small_vgg", 3, method="dgdm", weights=None, input_shape=(32, 32, 3),
+                             freeze_bn=True, seed=0)
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and all(not l.trainable for l in bns)
+    before = [np.array(w) for l in bns for w in l.get_weights()]
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    model.fit(x, np.array([0, 1, 2, 0]), epochs=1, verbose=0)
+    after = [np.array(w) for l in bns for w in l.get_weights()]
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    unfrozen = build_wsol_model("small_vgg", 3, method="cam", weights=None, input_shape=(32, 32, 3))
+    assert all(l.trainable for l in unfrozen.layers
+               if isinstance(l, keras.layers.BatchNormalization))
