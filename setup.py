@@ -22,7 +22,7 @@ setup(
         "tensorflow>=2.20",  # tf.data, tfds, SavedModel export, tf.distribute
         "keras>=3.10",
         "numpy>=2.0",
-        "numba>=0.60",  # the nested-threshold box search (see keras_dgdm/localization.py)
+        "numba>=0.60",  # the nested-threshold box search (see keras_dgdm/boxes/)
         "matplotlib>=3.9",  # figures (keras_dgdm/viz.py)
         "pillow>=10.4",  # image decoding checks in the raw-folder loaders
         # CUB-200-2011 and Stanford Cars through tfds (before 4.9.10 its caltech_birds2011

@@ -19,7 +19,7 @@ fails otherwise); the max |difference| printed is over the whole set.
 
 ``--agreement N`` instead counts, on N small adversarial maps (uniform noise, few-level maps
 with ties, holes and islands, binary maps, smoothed noise, blocky maps) at 100 thresholds in
-both modes, the box sets of ``keras_dgdm.localization.boxes_at_thresholds`` that differ from
+both modes, the box sets of ``keras_dgdm.boxes.boxes_at_thresholds`` that differ from
 the reference's, and the best-IoU curves that differ (integer and fractional GT boxes).
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ from benchmarks.reference_evaluator import (  # noqa: E402
     reference_boxes,
     smoothed_random_cams,
 )
-from keras_dgdm.localization import (  # noqa: E402
+from keras_dgdm.boxes import (  # noqa: E402
     best_iou_curve,
     boxes_at_thresholds,
     cam_thresholds,

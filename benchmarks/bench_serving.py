@@ -6,7 +6,7 @@ Exports ``build_wsol_model(backbone, method="dgdm", weights=None)`` with
 batch in interleaved repetitions (ABBA order, warm-up excluded). ``serving_default`` is the
 classifier (probabilities + top-k); ``cam`` is the same forward pass plus the CAM of the
 predicted class (class scores at every position, bicubic resize to the input size, min-max
-normalisation) and its box (``keras_dgdm.graph_boxes.boxes_from_cams``: quantisation,
+normalisation) and its box (``keras_dgdm.boxes.graph.boxes_from_cams``: quantisation,
 threshold, hole filling, connected components, contour areas). Prints one figure per line:
 
     serving small_vgg 64x64 b1: cam/serving_default = 1.08 (median of 20 paired reps; IQR ...)
@@ -115,7 +115,7 @@ def _profile_functions(model, images, cam_threshold):
     import tensorflow as tf
 
     from keras_dgdm.cam import build_cam_model
-    from keras_dgdm.graph_boxes import boxes_from_cams
+    from keras_dgdm.boxes.graph import boxes_from_cams
 
     cam_model = build_cam_model(model)
     threshold = tf.constant(cam_threshold, tf.float64)

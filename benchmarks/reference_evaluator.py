@@ -2,7 +2,7 @@
 
 This module restates, with OpenCV, the rules of clovaai/wsolevaluation
 (``compute_bboxes_from_scoremaps`` and ``BoxEvaluator.accumulate``) so that tests and
-``benchmarks/bench_evaluator.py`` can check that ``keras_dgdm.localization`` (one union-find pass
+``benchmarks/bench_evaluator.py`` can check that ``keras_dgdm.boxes`` (one union-find pass
 per CAM, in numba) gives the same boxes, IoUs and accuracies, and measure how much faster it is.
 It is written from the published description of those rules, not copied:
 

@@ -7,7 +7,7 @@ layers, the preprocessing layer, the CAM layer and the ``ScaledSGD`` optimizer),
 ``.keras`` model loads after it. Everything else is loaded on first use (PEP 562). Nothing here
 imports TensorFlow by itself: with ``KERAS_BACKEND=jax`` or ``torch`` the package works without
 TensorFlow (only the tf.data pipelines, the tfds loaders and the SavedModel export need it), and
-the numpy-only modules (``keras_dgdm.localization``, ``keras_dgdm.metrics``,
+the numpy-only modules (``keras_dgdm.boxes``, ``keras_dgdm.metrics``,
 ``keras_dgdm.data.synthetic``) never need a deep-learning backend at all.
 """
 import importlib
@@ -38,9 +38,9 @@ _LAZY = {
     "resize_cams": "keras_dgdm.cam",
     "compute_cams": "keras_dgdm.cam",
     "build_cam_model": "keras_dgdm.cam",
-    "box_from_cam": "keras_dgdm.localization",
-    "best_iou_curve": "keras_dgdm.localization",
-    "cam_thresholds": "keras_dgdm.localization",
+    "box_from_cam": "keras_dgdm.boxes",
+    "best_iou_curve": "keras_dgdm.boxes",
+    "cam_thresholds": "keras_dgdm.boxes",
     "box_accuracy_curve": "keras_dgdm.metrics",
     "max_box_acc": "keras_dgdm.metrics",
     "max_box_acc_v2": "keras_dgdm.metrics",

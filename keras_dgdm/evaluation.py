@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from keras_dgdm.boxes import strip_padding
+from keras_dgdm.boxes import box_from_cam, strip_padding
 
 #: (metric key, label) printed by the CLI, in order; the first four are the headline metrics.
 TABLE_ROWS = (
@@ -232,7 +232,6 @@ def evaluate_model(model, pipeline, *, cam_curve_interval=0.01, iou_thresholds=(
 def save_figure(path, examples, cam_threshold, class_names=None):
     """Writes the heatmap grid (image, CAM overlay, GT boxes red, predicted box green) for the
     kept ``examples`` with predicted boxes at ``cam_threshold``. Returns ``path``."""
-    from keras_dgdm.localization import box_from_cam
     from keras_dgdm.viz import save_grid
 
     def name(c):

@@ -31,9 +31,9 @@ cam_for_class_bytes    image_bytes, class_ids           cam_for_class's + image_
   (``tf.image.resize(..., antialias=True)``, bilinear, no crop); anything else fails with a
   message naming the offending element.
 * ``boxes`` are ``(x0, y0, x1, y1)`` in pixels of the ``H x W`` model input with the conventions
-  of ``keras_dgdm.boxes`` / ``keras_dgdm.localization`` (inclusive corners, the reference's
+  of ``keras_dgdm.boxes`` (inclusive corners, the reference's
   ``x1 = min(x + w, W - 1)``), from the CAM at the model's CAM threshold
-  (``keras_dgdm.graph_boxes.boxes_from_cams``, equal to ``localization.box_from_cam``).
+  (``keras_dgdm.boxes.graph.boxes_from_cams``, equal to ``keras_dgdm.boxes.box_from_cam``).
   ``image_sizes`` is ``(height, width)`` of each decoded image and ``boxes_in_image`` the box
   mapped back to it with the reference's int-truncation rule (``keras_dgdm.boxes.scale_boxes``).
 * The CAM threshold is a float64 variable ``cam_threshold`` of the SavedModel; it and the class
@@ -221,7 +221,7 @@ def export_saved_model(
 def _serving_module_class():
     import tensorflow as tf
 
-    from keras_dgdm.graph_boxes import boxes_from_cams
+    from keras_dgdm.boxes.graph import boxes_from_cams
 
     class ServingModule(tf.Module):
         """tf.Module holding the model(s), the CAM threshold and the signature functions."""

@@ -1,6 +1,6 @@
 """WSOL metrics: MaxBoxAcc(V2), GT-known / Top-1 / Top-5 Loc, Top-k Clas, PxAP, and a streaming
 evaluator. The protocol is the one of Choe et al., CVPR 2020 ("Evaluating WSOL Methods Right",
-reference code clovaai/wsolevaluation); boxes come from ``keras_dgdm.localization`` (whose
+reference code clovaai/wsolevaluation); boxes come from ``keras_dgdm.boxes`` (whose conventions module
 docstring defines quantisation, thresholds, components and the box rule) with their IoUs, as
 ``keras_dgdm.boxes.iou`` computes them (+1 pixel convention).
 
@@ -36,9 +36,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_dgdm.boxes import validate_boxes
-from keras_dgdm.localization import best_iou_curves, cam_thresholds as make_cam_thresholds
-from keras_dgdm.localization import validate_cam
+from keras_dgdm.boxes import best_iou_curves, validate_boxes, validate_cam
+from keras_dgdm.boxes import cam_thresholds as make_cam_thresholds
 
 __all__ = [
     "box_accuracy_curve",
@@ -151,7 +150,7 @@ def box_accuracy_curve(cams, gt_boxes, cam_thresholds, iou_thresholds=(0.3, 0.5,
     Args:
         cams: (N, H, W) float CAMs in [0, 1].
         gt_boxes: sequence of N (k_i, 4) arrays of GT boxes in the CAM's pixel frame.
-        cam_thresholds: 1-D CAM thresholds in [0, 1] (``localization.cam_thresholds()``).
+        cam_thresholds: 1-D CAM thresholds in [0, 1] (``keras_dgdm.boxes.cam_thresholds()``).
         iou_thresholds: IoU thresholds.
         multi_contour: use the boxes of all contours (MaxBoxAccV2) instead of the largest one.
 

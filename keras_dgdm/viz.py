@@ -14,8 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from keras_dgdm.boxes import validate_boxes  # noqa: E402
-from keras_dgdm.localization import validate_cam  # noqa: E402
+from keras_dgdm.boxes import validate_boxes, validate_cam  # noqa: E402
 
 __all__ = ["overlay_cam", "plot_localization", "save_grid"]
 

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_dgdm.boxes import scale_boxes
+from keras_dgdm.boxes import box_from_cam, scale_boxes
 from keras_dgdm.cam import compute_cams
 from keras_dgdm.export import SIGNATURES, export_saved_model, load_metadata
-from keras_dgdm.localization import box_from_cam
 from keras_dgdm.models import build_wsol_model, inserted_layer_names
 
 SIZE = 32

@@ -21,7 +21,7 @@ def test_package_needs_no_tensorflow_outside_the_tensorflow_backend():
     # The GPU machine has JAX but no TensorFlow: the package, the evaluator and the synthetic
     # benchmark must import there. Keras' numpy backend stands in for "not TensorFlow" here.
     code = (
-        "import sys, keras_dgdm, keras_dgdm.localization, keras_dgdm.metrics,"
+        "import sys, keras_dgdm, keras_dgdm.boxes, keras_dgdm.metrics,"
         " keras_dgdm.data.synthetic, keras_dgdm.models;"
         "print(any(m.split('.')[0] == 'tensorflow' for m in sys.modules))"
     )

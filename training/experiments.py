@@ -372,7 +372,7 @@ def save_cam_figure(model, data, cam_threshold, path, num_images=FIGURE_IMAGES):
     """The first ``num_images`` test images with their GT-class CAMs, GT boxes (red) and the
     box at ``cam_threshold`` (green), titled with the GT and predicted class."""
     from keras_dgdm.cam import compute_cams
-    from keras_dgdm.localization import box_from_cam
+    from keras_dgdm.boxes import box_from_cam
     from keras_dgdm.viz import save_grid
 
     images, labels = data.images[:num_images], data.labels[:num_images]

@@ -1,11 +1,11 @@
-"""Boxes from CAMs inside a graph (keras.ops): the in-model twin of ``keras_dgdm.localization``.
+"""Boxes from CAMs inside a graph (keras.ops): the in-model twin of ``keras_dgdm.boxes.search``.
 
-``keras_dgdm.localization.box_from_cam`` computes the box of the reference evaluator
+``keras_dgdm.boxes.box_from_cam`` computes the box of the reference evaluator
 (clovaai/wsolevaluation, which uses OpenCV) with numba on one numpy CAM at a time. A SavedModel
 served by TF Serving can call neither, so this module computes the same box with tensor ops,
 batched, in five steps:
 
-1. quantise like ``localization.quantize_cam``: ``q = floor(clip(cam * 255, 0, 255))`` in float64
+1. quantise like ``keras_dgdm.boxes.quantize_cam``: ``q = floor(clip(cam * 255, 0, 255))`` in float64
    (the product of a float32 CAM and 255 is exact there);
 2. threshold like the reference: ``binary = q > floor(threshold * max(q))`` with the product taken
    in float64, as Python's ``int(threshold * q.max())`` does (in float32, ``0.7 * 10`` would give
@@ -30,16 +30,21 @@ batched, in five steps:
    No pixel above the threshold gives ``(0, 0, 0, 0)``, as in the reference.
 
 ``tests/test_graph_boxes.py`` checks that the boxes equal ``box_from_cam``'s and OpenCV's;
-``python -m keras_dgdm.graph_boxes`` counts disagreements on larger sets (figures and command in
+``python -m keras_dgdm.boxes.graph`` counts disagreements on larger sets (figures and command in
 BENCHMARKS.md).
 
-Boxes follow ``keras_dgdm.boxes``: ``(x0, y0, x1, y1)``, inclusive corners, in CAM pixels.
+Boxes follow ``keras_dgdm.boxes.conventions``: ``(x0, y0, x1, y1)``, inclusive corners, in CAM pixels.
 """
 from __future__ import annotations
 
 import keras
 import numpy as np
+import scipy.ndimage as ndi
 from keras import ops
+
+from keras_dgdm.boxes.conventions import cam_thresholds as make_cam_thresholds
+from keras_dgdm.boxes.search import box_from_cam
+from keras_dgdm.data.synthetic import generate
 
 
 def quantize_cams(cams):
@@ -50,7 +55,7 @@ def quantize_cams(cams):
 
     Returns:
         int32 tensor of the same shape: ``floor(clip(cam * 255, 0, 255))`` computed in float64,
-        the value of ``keras_dgdm.localization.quantize_cam`` (``(cam * 255).astype(uint8)``).
+        the value of ``keras_dgdm.boxes.quantize_cam`` (``(cam * 255).astype(uint8)``).
 
     Example:
         >>> quantize_cams(np.array([[[0.0, 0.5, 1.0]]], "float32"))  # [[[0, 127, 255]]]
@@ -244,7 +249,7 @@ def fill_holes(binary):
 def boxes_from_cams(cams, threshold):
     """Box of the largest connected component above ``threshold`` in each CAM, in graph.
 
-    The batched, tensor-op twin of ``keras_dgdm.localization.box_from_cam`` (see the module
+    The batched, tensor-op twin of ``keras_dgdm.boxes.box_from_cam`` (see the module
     docstring for the steps and how "largest" matches the reference's ``cv2.contourArea``).
 
     Args:
@@ -329,12 +334,10 @@ def compare_with_reference(cams, cam_thresholds):
         ``(disagreements, pairs)``, two ints.
 
     Example:
-        >>> wrong, total = compare_with_reference(cams, localization.cam_thresholds(0.01))
+        >>> wrong, total = compare_with_reference(cams, make_cam_thresholds(0.01))
         >>> total == len(cams) * 100   # wrong == 0: every box agrees
         True
     """
-    from keras_dgdm.localization import box_from_cam
-
     cams = np.asarray(cams, dtype=np.float32)
     wrong = total = 0
     for threshold in cam_thresholds:
@@ -346,12 +349,7 @@ def compare_with_reference(cams, cam_thresholds):
 
 
 def _main():
-    """``python -m keras_dgdm.graph_boxes``: counts disagreements with ``box_from_cam``."""
-    import scipy.ndimage as ndi
-
-    from keras_dgdm.data.synthetic import generate
-    from keras_dgdm.localization import cam_thresholds
-
+    """``python -m keras_dgdm.boxes.graph``: counts disagreements with ``box_from_cam``."""
     def normalise(maps):
         low = maps.min(axis=(1, 2), keepdims=True)
         high = maps.max(axis=(1, 2), keepdims=True)
@@ -370,7 +368,7 @@ def _main():
         noise = rng.random((32, 224, 224))
         maps = np.stack([ndi.gaussian_filter(x, sigma) for x in noise]) if sigma else noise
         cases[f"random maps, gaussian sigma {sigma:g} (32 x 224 x 224)"] = normalise(maps)
-    thresholds = cam_thresholds(0.01)
+    thresholds = make_cam_thresholds(0.01)
     for name, cams in cases.items():
         wrong, total = compare_with_reference(cams, thresholds)
         print(f"{name}: {wrong} of {total} boxes differ from box_from_cam (thresholds 0:1:0.01)")

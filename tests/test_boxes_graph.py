@@ -1,18 +1,18 @@
-"""In-graph boxes (keras_dgdm.graph_boxes) against hand-made masks and the reference rule."""
+"""In-graph boxes (keras_dgdm.boxes.graph) against hand-made masks and the reference rule."""
 import cv2
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import tensorflow as tf
 
-from keras_dgdm.graph_boxes import (
+from keras_dgdm.boxes.graph import (
     boxes_from_cams,
     fill_holes,
     label_components,
     quantize_cams,
     threshold_cams,
 )
-from keras_dgdm.localization import box_from_cam, quantize_cam
+from keras_dgdm.boxes import box_from_cam, quantize_cam
 
 
 def reference_box(cam, threshold):

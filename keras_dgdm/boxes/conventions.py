@@ -1,4 +1,4 @@
-"""Box conventions, defined once for the whole package.
+"""Box and CAM conventions, defined once for the whole package.
 
 Every box in keras_dgdm is ``(x0, y0, x1, y1)`` in pixels of the image the CAM is compared
 against, with *inclusive* corners: a box covers columns ``x0..x1`` and rows ``y0..y1``, so its
@@ -11,12 +11,34 @@ numbers stay comparable:
 * CUB-200-2011's ``bounding_boxes.txt`` gives ``(x, y, w, h)``; the reference metadata (and tfds,
   whose normalised ``xmax`` is ``(x + w) / width``) turn it into ``x1 = x + w``. We do the same.
 * Boxes from CAMs follow the reference's ``cv2.boundingRect`` rule: ``x1 = x + w`` clipped to
-  ``width - 1`` (see ``keras_dgdm.localization``).
+  ``width - 1`` (below).
 * At evaluation time images are resized (no crop) and GT boxes are scaled with int truncation:
   ``int(x * new_width / old_width)`` (``scale_boxes``).
 
 A fixed-size batch of a variable number of boxes is padded with rows of ``PAD_VALUE`` (-1);
 ``strip_padding`` removes them. No real box has a negative coordinate (``validate_boxes``).
+
+CAMs and the boxes drawn from them follow the reference evaluator's rules:
+
+* A CAM (score map) is an (H, W) float array in [0, 1] (min-max normalised per image).
+* Quantisation: ``q = (cam * 255).astype(uint8)``, computed in float64 (``quantize_cam``).
+* CAM thresholds: ``np.arange(0, 1, interval)`` (``cam_thresholds``). At threshold ``t`` the
+  integer level is ``int(t * q.max())`` and the foreground is ``q > level`` (strict, like
+  ``cv2.threshold(THRESH_BINARY)``).
+* Connected components of the foreground are 8-connected (holes are 4-connected background
+  regions that do not reach the image border), as in ``cv2.findContours``.
+* No foreground pixel -> the single box ``(0, 0, 0, 0)``.
+* Box of a contour: ``cv2.boundingRect`` ``(x, y, w, h)`` -> ``(x, y, x + w, y + h)`` with
+  ``x1 = min(x + w, W - 1)``, ``y1 = min(y + h, H - 1)``. So ``x1`` is one column *past* the last
+  foreground column unless the component touches the right border. This quirk is kept on
+  purpose: the published MaxBoxAcc numbers use it.
+* Single-contour mode keeps the contour of largest ``cv2.contourArea``: the area of the
+  polygon through the centres of the component's outer boundary pixels (holes included), not
+  the pixel count. Equal areas are broken the way ``cv2.findContours`` orders its output: the
+  component discovered last in raster order (largest index of its first pixel) wins.
+* Multi-contour mode keeps every contour ``cv2.findContours(RETR_TREE)`` returns: the outer
+  contour of every component and the contour around every hole (its box is the hole's pixel
+  box grown by one pixel on each side, then the same ``x + w`` rule).
 """
 from __future__ import annotations
 
@@ -116,3 +138,59 @@ def scale_boxes(boxes, original_size, new_size):
     out = np.trunc(b * np.array([nw, nh, nw, nh], np.float64) / np.array([ow, oh, ow, oh], np.float64))
     out[pad] = PAD_VALUE
     return out
+
+
+def cam_thresholds(interval=0.01):
+    """The CAM threshold list ``np.arange(0, 1, interval)`` (the reference's definition).
+
+    Args:
+        interval: spacing of the thresholds, in (0, 1).
+
+    Returns:
+        A float64 array; ``cam_thresholds(0.25)`` is ``[0, 0.25, 0.5, 0.75]``.
+    """
+    interval = float(interval)
+    if not 0.0 < interval < 1.0:
+        raise ValueError(f"interval (cam_curve_interval) must be in (0, 1); got {interval}.")
+    return np.arange(0, 1, interval)
+
+
+def validate_cam(cam, name="cam"):
+    """Checks that ``cam`` is a finite (H, W) array with values in [0, 1]; returns it as float64.
+
+    Raises:
+        ValueError naming ``name`` for a wrong rank, an empty map, NaN/inf or values outside
+        [0, 1].
+    """
+    arr = np.asarray(cam)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (H, W) score map; got shape {arr.shape}.")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}).")
+    arr = arr.astype(np.float64, copy=False)
+    lo, hi = arr.min(), arr.max()  # NaN propagates into both
+    if np.isnan(lo) or np.isnan(hi):
+        raise ValueError(f"{name} contains NaN.")
+    if not (lo >= 0.0 and hi <= 1.0):
+        raise ValueError(
+            f"{name} must have values in [0, 1] (min-max normalised); got min {lo}, max {hi}."
+        )
+    return arr
+
+
+def quantize_cam(cam):
+    """Quantises a CAM to uint8 as the reference does: ``(cam * 255).astype(uint8)`` in float64.
+
+    Args:
+        cam: (H, W) float array in [0, 1] (float32 inputs are widened to float64 first, as
+            the reference does).
+
+    Returns:
+        (H, W) uint8 array.
+
+    Example:
+        >>> quantize_cam(np.array([[0.0, 0.5, 1.0]])).tolist()
+        [[0, 127, 255]]
+    """
+    return (validate_cam(cam) * 255).astype(np.uint8)
+

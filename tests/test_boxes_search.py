@@ -4,8 +4,8 @@ on realistic and adversarial maps in both modes."""
 import numpy as np
 import pytest
 
-from keras_dgdm import localization as loc
-from keras_dgdm.localization import (
+from keras_dgdm.boxes import _components, _tables
+from keras_dgdm.boxes import (
     best_iou_curve,
     best_iou_curves,
     box_from_cam,
@@ -158,7 +158,7 @@ def _outer_area2(binary):
     """2 x the outer contour area of the component of the first pixel (raster order) of
     ``binary``, by ``_outer_area2``."""
     r, c = np.argwhere(binary)[0]
-    return loc._outer_area2(_labels(binary), binary.shape[1] + 2,
+    return _components._outer_area2(_labels(binary), binary.shape[1] + 2,
                             (r + 1) * (binary.shape[1] + 2) + c + 1)
 
 
@@ -191,19 +191,19 @@ def test_outer_border_area_equals_cv2_contour_area():
             comp = (labels == k).astype(np.uint8)
             contours = cv2.findContours(comp, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[0]
             r, c = np.argwhere(comp)[0]
-            got = loc._outer_area2(lab, pw, (r + 1) * pw + c + 1)
+            got = _components._outer_area2(lab, pw, (r + 1) * pw + c + 1)
             assert got == 2 * cv2.contourArea(contours[0]), (binary.astype(int), k)
 
 
 def test_quantize_and_sort_pixels_by_hand():
     q = np.array([[1, 3, 3],
                   [0, 2, 1]])
-    qp, cum, ok = loc._quantize((q + 0.5) / 255.0)
+    qp, cum, ok = _components._quantize((q + 0.5) / 255.0)
     assert ok and qp.tolist() == [[-1] * 5, [-1, 1, 3, 3, -1], [-1, 0, 2, 1, -1], [-1] * 5]
     assert cum[:5].tolist() == [0, 1, 3, 4, 6] and cum[-1] == 6  # pixels of value < v
-    assert not loc._quantize(np.array([[0.5, np.nan]]))[2]
-    assert not loc._quantize(np.array([[1.5]]))[2]
-    order, masks = loc._sort_pixels(qp, cum)
+    assert not _components._quantize(np.array([[0.5, np.nan]]))[2]
+    assert not _components._quantize(np.array([[1.5]]))[2]
+    order, masks = _components._sort_pixels(qp, cum)
     # increasing value, raster order within a value; packed row << 16 | col
     assert [(v >> 16, v & 0xFFFF) for v in order.tolist()] == [
         (1, 0), (0, 0), (1, 2), (1, 1), (0, 1), (0, 2)]
@@ -214,44 +214,44 @@ def test_quantize_and_sort_pixels_by_hand():
 
 
 def test_merge_keeps_the_larger_root_and_combines():
-    at = np.zeros((3, loc._NCOL), np.int32)
+    at = np.zeros((3, _components._NCOL), np.int32)
     #               x0 y0 x1 y1 first count area2 euler4
     at[0, :8] = [4, 1, 6, 2, 30, 5, 2, 4]
     at[1, :8] = [1, 3, 2, 7, 50, 9, 6, 0]
     at[2, :8] = [0, 0, 0, 0, 10, 1, 0, 4]
-    at[:, loc._LIVEPOS] = [0, 1, 2]
-    at[:, loc._FILLED2] = [0, 12, 0]
+    at[:, _components._LIVEPOS] = [0, 1, 2]
+    at[:, _components._FILLED2] = [0, 12, 0]
     parent = np.arange(3, dtype=np.int32)
     live = np.array([0, 1, 2], np.int32)
-    root, nlive = loc._merge(parent, at, live, 3, 0, 1)
+    root, nlive = _components._merge(parent, at, live, 3, 0, 1)
     assert (root, nlive) == (1, 2)  # 9 pixels > 5
     assert parent.tolist() == [1, 1, 2]
     assert at[1, :8].tolist() == [1, 1, 6, 7, 30, 14, 8, 4]
-    assert at[1, loc._FILLED2] == 12
-    assert live[:2].tolist() == [2, 1] and at[2, loc._LIVEPOS] == 0  # 0 left, 2 took its place
+    assert at[1, _components._FILLED2] == 12
+    assert live[:2].tolist() == [2, 1] and at[2, _components._LIVEPOS] == 0  # 0 left, 2 took its place
 
 
 def test_tables_count_one_union_per_group():
     # bit order NW N NE E SE S SW W; groups of set neighbours already joined to each other
-    assert loc._REPS8[0, 0] == 0
-    assert loc._REPS8[0b11111111, 0] == 1  # all 8 neighbours: one ring
-    assert loc._REPS8[0b00010001, 0] == 2  # NW and SE: apart
-    assert loc._REPS4[0b00001010, 0] == 2  # N and E without NE: apart in the background
-    assert loc._REPS4[0b00001110, 0] == 1  # ... joined through NE
-    assert loc._REPS4[0b00010001, 0] == 0  # diagonals only: no 4-neighbour
+    assert _tables._REPS8[0, 0] == 0
+    assert _tables._REPS8[0b11111111, 0] == 1  # all 8 neighbours: one ring
+    assert _tables._REPS8[0b00010001, 0] == 2  # NW and SE: apart
+    assert _tables._REPS4[0b00001010, 0] == 2  # N and E without NE: apart in the background
+    assert _tables._REPS4[0b00001110, 0] == 1  # ... joined through NE
+    assert _tables._REPS4[0b00010001, 0] == 0  # diagonals only: no 4-neighbour
     # a pixel filling a one-pixel hole: its four 2x2 windows go from 3 to 4 pixels, each adds
     # 1 to 2 x the area and 1 to 4 x the Euler number (the hole is gone)
-    assert loc._D_AREA2[0b11111111] == 4 and loc._D_EULER[0b11111111] == 4
+    assert _tables._D_AREA2[0b11111111] == 4 and _tables._D_EULER[0b11111111] == 4
     # a lone pixel: no area, Euler number + 1 (4 x: + 4)
-    assert loc._D_AREA2[0] == 0 and loc._D_EULER[0] == 4
+    assert _tables._D_AREA2[0] == 0 and _tables._D_EULER[0] == 4
     # the packed table of the sweep holds the same numbers
     for mask in (0, 0b00010001, 0b11111111):
-        t = int(loc._TABLE8[mask])
+        t = int(_tables._TABLE8[mask])
         n = t & 7
-        assert n == loc._REPS8[mask, 0]
-        assert [(t >> (3 + 3 * k)) & 7 for k in range(n)] == loc._REPS8[mask, 1:1 + n].tolist()
-        assert ((t >> 16) & 0xFF) - 128 == loc._D_AREA2[mask]
-        assert ((t >> 24) & 0xFF) - 128 == loc._D_EULER[mask]
+        assert n == _tables._REPS8[mask, 0]
+        assert [(t >> (3 + 3 * k)) & 7 for k in range(n)] == _tables._REPS8[mask, 1:1 + n].tolist()
+        assert ((t >> 16) & 0xFF) - 128 == _tables._D_AREA2[mask]
+        assert ((t >> 24) & 0xFF) - 128 == _tables._D_EULER[mask]
 
 
 def test_a_ring_ties_a_block_of_the_same_filled_area():
