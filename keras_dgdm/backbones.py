@@ -1,28 +1,16 @@
 """Backbone registry: name -> how to build it, where to insert layers, where its CAM comes from.
 
 timm-style: ``list_backbones()``, ``get_backbone(name)``, ``register_backbone(Backbone(...))``.
-Adding a backbone is one ``Backbone`` entry, not a branch in the model builder.
+Adding a backbone is one ``Backbone`` entry, not a branch in the model builder; adding a method
+(``keras_dgdm.layers.register_method``) needs no backbone entry changed: the method's layers go
+to the backbone's default positions unless the entry names others for it.
 
 A backbone's ``build(input_shape, weights)`` returns a functional ``keras.Model`` from the
 *preprocessed* image to the CAM feature map (the output of the layer named ``features_layer``).
 ``keras_dgdm.build_wsol_model`` puts ``BackbonePreprocessing(preprocessing)`` in front of it,
-inserts the method's layers after ``insert_after[method]`` and adds GAP + classifier.
-
-Registered backbones (CAM resolution for a 224x224 input):
-
-==============  =========  ============================================================  ======
-name            CAM        what it is                                                    thresh
-==============  =========  ============================================================  ======
-``vgg16``       14 x 14    VGG-GAP: VGG16 without pool5 + conv6 (3x3, 1024, ReLU)        0.8
-``resnet50``    14 x 14    ResNet50 with a stride-1 last stage (conv5_block1 rewritten)  0.9
-``inception_v3`` 28 x 28   InceptionV3 cut after mixed7 (Mixed_6e), stride-1 mixed3,     0.9
-                           'same'-padded stem, + 2 x conv (3x3, 1024, ReLU)
-``small_vgg``   H/8 x W/8  4 conv blocks (32-64-128-256, BN + ReLU), pools after 1-3,     0.8
-                           conv6 (3x3, 256, ReLU); no pretrained weights; 8x8 at 64x64
-==============  =========  ============================================================  ======
-
-``thresh`` is the default ``drop_threshold`` of ADL / SAGD / DGDM for that backbone (ADL's
-recipe: 0.8 for VGG, 0.9 for ResNet and Inception).
+inserts the method's layers after ``positions(method)`` and adds GAP + classifier. The
+registered backbones (what they are, their CAM size, their positions) are listed in the
+README's "Backbones" table; each entry's ``description`` says it in one line.
 
 Weights (the ``weights`` argument of ``build`` and of ``build_wsol_model``):
 
@@ -50,6 +38,7 @@ from collections.abc import Callable, Mapping
 
 import keras
 
+from keras_dgdm.layers.registry import METHOD_LAYERS, PLAIN_CAM
 from keras_dgdm.rewrite import reconfigure_layers
 
 __all__ = [
@@ -58,15 +47,11 @@ __all__ = [
     "list_backbones",
     "get_backbone",
     "load_application",
-    "METHOD_NAMES",
     "BUNDLED_WEIGHTS",
     "resolve_weights",
     "small_vgg_features",
     "save_small_vgg_features",
 ]
-
-#: Methods that insert layers (``"cam"`` inserts none).
-METHOD_NAMES = ("adl", "sagd", "cagd", "dgdm")
 
 #: Weights files that ship with the package, by the name ``weights=`` accepts:
 #: ``"synthetic_source"`` is ``small_vgg`` pretrained on the synthetic source task (classes
@@ -101,43 +86,41 @@ class Backbone:
             feature map; the model's output must be the output of ``features_layer``.
         preprocessing: ``BackbonePreprocessing`` mode (``"caffe"``, ``"tf"``, ``"torch"``,
             ``"scale"``, ``"none"``).
-        insert_after: method name -> layer selector (names / glob patterns, see
-            ``keras_dgdm.rewrite``) of the default insertion positions.
+        insert_after: layer selector (names / glob patterns, see ``keras_dgdm.rewrite``) of
+            the default positions of every method's layers.
         drop_threshold: default ``drop_threshold`` for ADL / SAGD / DGDM on this backbone.
         features_layer: name of the layer whose output is the CAM feature map.
         new_layers: names of layers that are not part of the pretrained weights (e.g. ``conv6``);
             they get the larger learning rate in the reference recipes.
         pretrained: whether ``weights="imagenet"`` is available.
         min_input_size: smallest accepted input height / width.
-        description: one line for ``list_backbones(verbose=True)`` and the docs.
+        description: one line for the docs.
+        insert_after_by_method: method name -> its own positions where they differ from
+            ``insert_after`` (e.g. ADL's recipe on VGG-GAP).
 
     Example:
         >>> register_backbone(Backbone(name="tiny", build=my_build, preprocessing="scale",
-        ...     insert_after={"dgdm": ("pool1",)}, drop_threshold=0.8,
+        ...     insert_after=("pool1",), drop_threshold=0.8,
         ...     features_layer="conv2"))
     """
 
     name: str
     build: Callable[..., keras.Model]
     preprocessing: str
-    insert_after: Mapping[str, tuple]
+    insert_after: tuple
     drop_threshold: float
     features_layer: str
     new_layers: tuple = ()
     pretrained: bool = True
     min_input_size: int = 32
     description: str = ""
+    insert_after_by_method: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
 
     def positions(self, method):
         """Default insertion selector for ``method`` (an empty tuple for ``"cam"``)."""
-        if method == "cam":
+        if method == PLAIN_CAM:
             return ()
-        if method not in self.insert_after:
-            raise ValueError(
-                f"Backbone '{self.name}' has no default insertion positions for method "
-                f"{method!r}; it has them for {sorted(self.insert_after)}. Pass insert_at=..."
-            )
-        return tuple(self.insert_after[method])
+        return tuple(self.insert_after_by_method.get(method, self.insert_after))
 
 
 _REGISTRY: dict[str, Backbone] = {}
@@ -165,11 +148,11 @@ def register_backbone(backbone, overwrite=False):
         raise ValueError(
             f"Backbone {backbone.name!r} is already registered; pass overwrite=True to replace it."
         )
-    unknown = sorted(set(backbone.insert_after) - set(METHOD_NAMES))
+    unknown = sorted(set(backbone.insert_after_by_method) - set(METHOD_LAYERS))
     if unknown:
         raise ValueError(
-            f"Backbone {backbone.name!r}: insert_after has unknown methods {unknown}; "
-            f"methods are {list(METHOD_NAMES)}."
+            f"Backbone {backbone.name!r}: insert_after_by_method has unknown methods {unknown}; "
+            f"methods are {list(METHOD_LAYERS)}."
         )
     if not 0.0 < float(backbone.drop_threshold) <= 1.0:
         raise ValueError(
@@ -400,14 +383,10 @@ register_backbone(
         name="vgg16",
         build=_build_vgg16,
         preprocessing="caffe",
-        insert_after={
-            # The paper: "inserted in all the pooling layers and the conv5-3 layer".
-            "dgdm": ("block1_pool", "block2_pool", "block3_pool", "block4_pool", "block5_conv3"),
-            "sagd": ("block1_pool", "block2_pool", "block3_pool", "block4_pool", "block5_conv3"),
-            "cagd": ("block1_pool", "block2_pool", "block3_pool", "block4_pool", "block5_conv3"),
-            # ADL's VGG-GAP: after pool3, pool4 and conv5-3.
-            "adl": ("block3_pool", "block4_pool", "block5_conv3"),
-        },
+        # The paper: "inserted in all the pooling layers and the conv5-3 layer".
+        insert_after=("block1_pool", "block2_pool", "block3_pool", "block4_pool", "block5_conv3"),
+        # ADL's VGG-GAP: after pool3, pool4 and conv5-3.
+        insert_after_by_method={"adl": ("block3_pool", "block4_pool", "block5_conv3")},
         drop_threshold=0.8,
         features_layer="conv6",
         new_layers=("conv6",),
@@ -416,7 +395,6 @@ register_backbone(
     )
 )
 
-_RESNET_POSITIONS = ("conv4_block1_out", "conv5_block1_out", "conv5_block3_out")
 register_backbone(
     Backbone(
         name="resnet50",
@@ -424,7 +402,7 @@ register_backbone(
         preprocessing="caffe",
         # ADL's ResNet50 positions (wsolevaluation _ADL_POSITION = [[], [], [], [0], [0, 2]]):
         # after the first block of stage 4, the first block of stage 5 and the last block.
-        insert_after={m: _RESNET_POSITIONS for m in METHOD_NAMES},
+        insert_after=("conv4_block1_out", "conv5_block1_out", "conv5_block3_out"),
         drop_threshold=0.9,
         features_layer="conv5_block3_out",
         new_layers=(),
@@ -433,7 +411,6 @@ register_backbone(
     )
 )
 
-_INCEPTION_POSITIONS = ("mixed2", "mixed7", "head_conv2")
 register_backbone(
     Backbone(
         name="inception_v3",
@@ -441,7 +418,7 @@ register_backbone(
         preprocessing="tf",
         # ADL's InceptionV3 positions (wsolevaluation): after Mixed_5d, Mixed_6e and the last
         # head conv (keras: mixed2, mixed7, head_conv2).
-        insert_after={m: _INCEPTION_POSITIONS for m in METHOD_NAMES},
+        insert_after=("mixed2", "mixed7", "head_conv2"),
         drop_threshold=0.9,
         features_layer="head_conv2",
         new_layers=("head_conv1", "head_conv2"),
@@ -450,18 +427,13 @@ register_backbone(
     )
 )
 
-_SMALL_VGG_POSITIONS = ("block1_pool", "block2_pool", "block3_pool", "block4_conv2_relu")
 register_backbone(
     Backbone(
         name="small_vgg",
         build=_build_small_vgg,
         preprocessing="scale",
-        insert_after={
-            "dgdm": _SMALL_VGG_POSITIONS,
-            "sagd": _SMALL_VGG_POSITIONS,
-            "cagd": _SMALL_VGG_POSITIONS,
-            "adl": ("block2_pool", "block3_pool", "block4_conv2_relu"),
-        },
+        insert_after=("block1_pool", "block2_pool", "block3_pool", "block4_conv2_relu"),
+        insert_after_by_method={"adl": ("block2_pool", "block3_pool", "block4_conv2_relu")},
         drop_threshold=0.8,
         features_layer="conv6",
         new_layers=("conv6",),

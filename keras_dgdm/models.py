@@ -12,12 +12,11 @@ first layer) and returns float32 logits. Its layout, defined once here:
 """
 from __future__ import annotations
 
-import inspect
-
 import keras
 
-from keras_dgdm.backbones import METHOD_NAMES, get_backbone, list_backbones
+from keras_dgdm.backbones import get_backbone, list_backbones
 from keras_dgdm.layers.preprocessing import BackbonePreprocessing
+from keras_dgdm.layers.registry import METHOD_LAYERS, list_methods, method_accepts, method_layer
 from keras_dgdm.rewrite import rewrite_model
 
 __all__ = [
@@ -36,32 +35,14 @@ FEATURES_LAYER = "cam_features"
 GAP_LAYER = "gap"
 CLASSIFIER_LAYER = "classifier"
 PREPROCESSING_LAYER = "preprocessing"
-#: All WSOL methods: plain CAM (no inserted layer) and the attention-guided dropout layers.
-METHODS = ("cam",) + METHOD_NAMES
-
 # Arguments of the method layers that the builder sets itself.
 _BUILDER_OWNED = ("seed", "data_format")
 
 
-def _method_layer_class(method):
-    if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}; choose one of {list(METHODS)}.")
-    if method == "cam":
-        return None
-    from keras_dgdm.layers import METHOD_LAYERS
-
-    return METHOD_LAYERS[method]
-
-
-def _accepted_kwargs(layer_class):
-    params = inspect.signature(layer_class.__init__).parameters
-    return [
-        p.name
-        for p in params.values()
-        if p.name != "self"
-        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        and p.name not in _BUILDER_OWNED
-    ]
+def __getattr__(name):
+    if name == "METHODS":  # every WSOL method, from the method registry (PEP 562: always current)
+        return list_methods()
+    raise AttributeError(f"module 'keras_dgdm.models' has no attribute {name!r}")
 
 
 def _check_input_shape(input_shape, spec):
@@ -140,7 +121,7 @@ def build_wsol_model(
     spec = get_backbone(backbone)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"`num_classes` must be a positive int; got {num_classes!r}.")
-    layer_class = _method_layer_class(method)
+    layer_class = method_layer(method)
     input_shape = _check_input_shape(input_shape, spec)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"`seed` must be an int or None; got {seed!r}.")
@@ -157,7 +138,7 @@ def build_wsol_model(
         if insert_at is not None:
             raise ValueError("method='cam' inserts no layer; `insert_at` must be None.")
     else:
-        accepted = _accepted_kwargs(layer_class)
+        accepted = list(method_accepts(method))
         for key in layer_kwargs:
             if key not in accepted:
                 owned = " (set by build_wsol_model itself)" if key in _BUILDER_OWNED else ""
@@ -288,5 +269,5 @@ def inserted_layer_names(model):
         >>> inserted_layer_names(build_wsol_model("vgg16", 2, "adl", weights=None))
         ['adl_after_block3_pool', 'adl_after_block4_pool', 'adl_after_block5_conv3']
     """
-    prefixes = tuple(f"{m}_after_" for m in METHOD_NAMES)
+    prefixes = tuple(f"{m}_after_" for m in METHOD_LAYERS)
     return [l.name for l in model.layers if l.name.startswith(prefixes)]

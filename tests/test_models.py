@@ -50,9 +50,8 @@ def test_registry_lists_the_four_backbones_and_rejects_unknown_names():
     with pytest.raises(ValueError, match="already registered"):
         register_backbone(get_backbone("vgg16"))
     with pytest.raises(ValueError, match=r"unknown methods \['dropout'\]"):
-        register_backbone(
-            dataclasses.replace(get_backbone("vgg16"), name="x", insert_after={"dropout": ()})
-        )
+        register_backbone(dataclasses.replace(get_backbone("vgg16"), name="x",
+                                              insert_after_by_method={"dropout": ()}))
 
 
 def test_a_new_backbone_is_one_registry_entry(monkeypatch):
@@ -66,7 +65,7 @@ def test_a_new_backbone_is_one_registry_entry(monkeypatch):
 
     register_backbone(
         Backbone(name="tiny", build=build, preprocessing="scale",
-                 insert_after={"adl": ("p1",)}, drop_threshold=0.7, features_layer="c2",
+                 insert_after=("p1",), drop_threshold=0.7, features_layer="c2",
                  pretrained=False, min_input_size=4)
     )
     assert "tiny" in list_backbones()
@@ -74,8 +73,47 @@ def test_a_new_backbone_is_one_registry_entry(monkeypatch):
     assert inserted_layer_names(model) == ["adl_after_p1"]
     assert model.get_layer("adl_after_p1").drop_threshold == 0.7
     assert model.get_layer(FEATURES_LAYER).output.shape == (None, 4, 4, 6)
-    with pytest.raises(ValueError, match="no default insertion positions for method 'dgdm'"):
-        build_wsol_model("tiny", 3, method="dgdm", weights=None, input_shape=(8, 8, 3))
+    # every method goes to the backbone's default positions unless it names its own
+    model = build_wsol_model("tiny", 3, method="dgdm", weights=None, input_shape=(8, 8, 3))
+    assert inserted_layer_names(model) == ["dgdm_after_p1"]
+
+
+@pytest.fixture
+def registry():
+    """The method registry; methods a test registers are removed afterwards."""
+    from keras_dgdm.layers import registry
+
+    before = dict(registry.METHOD_LAYERS)
+    yield registry
+    registry.METHOD_LAYERS.clear()
+    registry.METHOD_LAYERS.update(before)
+
+
+def test_a_new_method_is_one_registry_entry_and_needs_no_backbone_edit(registry):
+
+    @keras.saving.register_keras_serializable(package="keras_dgdm_tests")
+    class Halve(keras.layers.Layer):
+        def __init__(self, factor=0.5, seed=None, data_format=None, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def call(self, x, training=None):
+            return x * self.factor if training else x
+
+        def get_config(self):
+            return {**super().get_config(), "factor": self.factor}
+
+    registry.register_method("halve", Halve)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register_method("halve", Halve)
+    assert registry.list_methods()[-1] == "halve" and "factor" in registry.method_hyperparameters()
+    model = build_wsol_model("small_vgg", 3, method="halve", weights=None, input_shape=SMALL,
+                             factor=0.25)
+    assert inserted_layer_names(model) == [
+        f"halve_after_{n}" for n in get_backbone("small_vgg").positions("dgdm")]
+    assert get_backbone("vgg16").positions("halve") == get_backbone("vgg16").positions("dgdm")
+    assert get_backbone("vgg16").positions("adl") == ("block3_pool", "block4_pool",
+                                                       "block5_conv3")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -162,7 +200,7 @@ def test_method_kwargs_defaults_and_errors():
                              drop_threshold=0.75)
     assert model.get_layer("adl_after_conv5_block3_out").drop_threshold == 0.75
 
-    with pytest.raises(ValueError, match=r"Unknown method 'acol'.*'cam', 'adl', 'sagd'"):
+    with pytest.raises(ValueError, match=r"Unknown method 'acol'; choose one of: cam, adl, sagd"):
         build_wsol_model("small_vgg", 3, method="acol", weights=None, input_shape=SMALL)
     with pytest.raises(ValueError, match=r"Unknown argument 'drop_prob'.*accepted: \['drop_rate'"):
         build_wsol_model("small_vgg", 3, method="adl", weights=None, input_shape=SMALL,
