@@ -386,12 +386,15 @@ def test_tfds_builder_gets_data_dir_and_split(monkeypatch, tmp_path):
 
 
 def test_load_rejects_unknown_names():
-    assert D.DATASETS == ("synthetic", "cub", "cars", "ilsvrc", "metadata")
-    with pytest.raises(ValueError, match="name must be one of"):
+    assert tuple(D.DATASETS) == ("synthetic", "cub", "cars", "ilsvrc", "metadata")
+    with pytest.raises(ValueError, match="Unknown dataset 'mnist'; choose one of: synthetic"):
         D.load("mnist", "train")
+    with pytest.raises(ValueError, match="'cub' has no in-memory loader.*works with: synthetic"):
+        D.load_arrays("cub", "train")
     with pytest.raises(ValueError, match="split must be one of"):
         D.load("synthetic", "validation")
     with pytest.raises(ValueError, match="on_bad must be one of"):
         D.load("metadata", "test", data_dir=".", metadata_dir=".", on_bad="ignore")
     with pytest.raises(ValueError, match="verify must be one of"):
         D.load("cub", "test", data_dir=".", source="raw", verify="all")
+

@@ -20,6 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_dgdm.boxes import PAD_VALUE
+from keras_dgdm.data import synthetic
+from keras_dgdm.data.tfds_download import ensure_prepared
 from keras_dgdm.data.validation import SkipReport
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -42,7 +44,8 @@ class WSOLData:
         max_boxes: the largest number of boxes of one example.
         records: tf.data.Dataset of undecoded records (cheap to shuffle).
         decode: ``decode(record, with_mask)`` -> example dict (see ``examples``).
-        arrays: for "synthetic", the numpy ``SyntheticData`` (incl. part boxes); else None.
+        arrays: the split in memory (``keras_dgdm.data.arrays.ArrayData``) when it is there
+            (synthetic); else None.
 
     Example:
         >>> data = keras_dgdm.data.load("synthetic", "test", num_images=8)  # doctest: +SKIP
@@ -260,56 +263,12 @@ def _check_positive_int(value, name):
     return int(value)
 
 
-SYNTHETIC_SPLIT_SIZES = {"train": 4000, "val": 500, "test": 1000}
-_SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}
-
-
-def load_synthetic(split, data_dir=None, num_images=None, image_size=64, num_classes=10, seed=0,
-                   num_train=4000, num_val=500, num_test=1000, **generator_options):
-    """The synthetic WSOL benchmark (``keras_dgdm.data.synthetic``) as a ``WSOLData``.
-
-    Split sizes default to 4000 / 500 / 1000 images (train / val / test): enough for a small CNN
-    at 64x64 to learn the task in minutes on a CPU, and a test set whose localization accuracy
-    is known to about +-1.5 points. Split ``i`` (train 0, val 1, test 2) is generated with seed
-    ``[seed, i]``: the splits never share images, and the class definitions (``class_seed``) are
-    the same in all of them. Examples carry boxes and masks.
-
-    Args:
-        split: "train", "val" or "test".
-        data_dir: unused (the data is generated); a value is ignored with a warning.
-        num_images: images in this split; overrides the per-split sizes below.
-        num_train, num_val, num_test: split sizes used when ``num_images`` is None (one set of
-            options can then serve all three splits).
-        image_size: image side in pixels.
-        num_classes: number of classes.
-        seed: base seed of the images.
-        **generator_options: other arguments of ``synthetic.generate`` (``body_hint``,
-            ``context_strength``, ``clutter``, ``object_scale``, ``part_scale``, ``noise``,
-            ``class_seed``).
-
-    Returns:
-        A ``WSOLData``; its ``arrays`` attribute holds the numpy ``SyntheticData``.
-    """
-    from keras_dgdm.data import synthetic
-
-    check_split(split)
-    if data_dir is not None:
-        import logging
-
-        logging.getLogger("keras_dgdm.data").warning(
-            "load('synthetic'): data_dir=%r is ignored (the data is generated).", data_dir
-        )
-    if num_images is None:
-        num_images = {"train": num_train, "val": num_val, "test": num_test}[split]
-    arrays = synthetic.generate(
-        num_images, image_size=image_size, num_classes=num_classes,
-        seed=[int(seed), _SPLIT_INDEX[split]], **generator_options,
-    )
-    n = len(arrays.labels)
+def load_synthetic(split, data_dir=None, **options):
+    """The synthetic WSOL benchmark (``keras_dgdm.data.synthetic.load_split``, same arguments)
+    as a ``WSOLData``; its ``arrays`` attribute holds the split's ``ArrayData``."""
+    arrays = synthetic.load_split(split, data_dir=data_dir, **options)
     records = tf.data.Dataset.from_tensor_slices({
-        "image": arrays.images,
-        "label": arrays.labels,
-        "boxes": arrays.boxes[:, None, :],
+        "image": arrays.images, "label": arrays.labels, "boxes": arrays.boxes,
         "mask": arrays.masks,
     })
 
@@ -319,13 +278,12 @@ def load_synthetic(split, data_dir=None, num_images=None, image_size=64, num_cla
             example["mask"] = record["mask"]
         return example
 
-    defs = synthetic.class_definitions(num_classes, generator_options.get("class_seed", 0),
-                                       generator_options.get("class_offset", 0))
+    n = arrays.num_examples
     return WSOLData(
-        name="synthetic", split=split, num_classes=num_classes,
-        class_names=defs.names,
-        num_examples=n, has_masks=True, report=SkipReport("synthetic", split, total=n),
-        max_boxes=1, records=records, decode=decode, arrays=arrays,
+        name="synthetic", split=split, num_classes=arrays.num_classes,
+        class_names=arrays.class_names, num_examples=n, has_masks=True,
+        report=SkipReport("synthetic", split, total=n), max_boxes=arrays.boxes.shape[1],
+        records=records, decode=decode, arrays=arrays,
     )
 
 
@@ -381,9 +339,7 @@ def load_tfds(name, split, tfds_name, tfds_split, data_dir=None, download=True, 
     Raises:
         DataError: not prepared and ``download`` is False, or the download failed.
     """
-    import tensorflow_datasets as tfds
-
-    from keras_dgdm.data.tfds_download import ensure_prepared
+    import tensorflow_datasets as tfds  # deferred: slow to import, for tfds sources only
 
     decoders = {"image": tfds.decode.SkipDecoding()}
     if mask_key:

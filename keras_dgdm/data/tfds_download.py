@@ -55,7 +55,7 @@ def ensure_prepared(builder, name: str, download: bool = True, where: str = "") 
         DataError: not prepared and ``download`` is False; no network (a download host cannot
             be reached); the download or preparation failed; a package tfds needs is missing.
     """
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # deferred: slow to import, for tfds sources only
 
     if builder.is_prepared():
         return
