@@ -35,6 +35,7 @@ __all__ = [
     "normalize_cams",
     "ClassActivationMaps",
     "build_cam_model",
+    "cached_cam_model",
     "compute_cams",
     "CAMResult",
 ]
@@ -264,7 +265,8 @@ def build_cam_model(model, with_class_ids=False, normalize=True):
 _CAM_MODEL_CACHE = weakref.WeakKeyDictionary()
 
 
-def _cached_cam_model(model, with_class_ids):
+def cached_cam_model(model, with_class_ids=False):
+    """``build_cam_model(model, with_class_ids)``, built once per model and reused."""
     try:
         per_model = _CAM_MODEL_CACHE.setdefault(model, {})
     except TypeError:  # not weak-referenceable / hashable: no caching
@@ -331,12 +333,12 @@ def compute_cams(model, images, classes=None, batch_size=32):
             raise ValueError(
                 f"`classes` must be ints in [0, {num_classes}); got {classes[:8].tolist()}..."
             )
-        cam_model = _cached_cam_model(model, with_class_ids=True)
+        cam_model = cached_cam_model(model, with_class_ids=True)
         out = cam_model.predict(
             [images.astype("float32"), classes.astype("int32")], batch_size=batch_size, verbose=0
         )
     else:
-        cam_model = _cached_cam_model(model, with_class_ids=False)
+        cam_model = cached_cam_model(model, with_class_ids=False)
         out = cam_model.predict(images.astype("float32"), batch_size=batch_size, verbose=0)
     logits = np.asarray(out["logits"], dtype=np.float32)
     class_ids = classes.astype(np.int64) if classes is not None else logits.argmax(-1)

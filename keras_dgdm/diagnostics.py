@@ -19,7 +19,9 @@ statistics; no random draw is made, the numbers are the masks' expected coverage
 """
 from __future__ import annotations
 
+import keras
 import numpy as np
+from keras import ops
 
 from keras_dgdm.layers import _common
 
@@ -44,8 +46,6 @@ def method_layers(model):
 
 def _layer_stats(layer, features):
     """Per-image statistics of one layer on its input ``features`` (numpy, 4D)."""
-    from keras import ops
-
     fmt = layer.data_format
     x = ops.convert_to_tensor(features)
     out = {}
@@ -95,8 +95,6 @@ def drop_statistics(model, images, batch_size=32):
         ValueError: ``images`` is not a non-empty 4D array, ``batch_size`` < 1, or a method
             layer is used more than once in the model.
     """
-    import keras
-
     images = np.asarray(images)
     if images.ndim != 4 or len(images) == 0:
         raise ValueError(

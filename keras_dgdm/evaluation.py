@@ -9,32 +9,34 @@ definitions live in ``keras_dgdm.metrics`` (WSOLEvaluator); this module only fee
   the ground-truth classes (GT-known protocol; Top-1 Loc uses them when the class is right).
 * ``evaluate_model(model, pipeline)``: streaming over batches; returns the flat metrics dict and
   a few examples for the figure.
-* ``evaluate_split(...)``: the above for one split, writing ``metrics.json`` and
-  ``heatmaps.png`` into a directory.
+* ``evaluate_split(...)``: the above for one split (a ``WSOLData`` through ``eval_pipeline``,
+  or an in-memory ``ArrayData``), writing ``metrics.json`` and ``heatmaps.png`` into a
+  directory.
 * ``format_metrics_table(metrics)``: the table the CLI prints.
+
+The CAM threshold a split is reported at (``*_at_fixed`` metrics, the figure's boxes) is called
+``cam_threshold`` everywhere, from the evaluator to the export.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Optional
 
+import keras
 import numpy as np
 
 from keras_dgdm.boxes import box_from_cam, strip_padding
+from keras_dgdm.cam import cached_cam_model
+from keras_dgdm.data import arrays
+from keras_dgdm.diagnostics import drop_statistics, method_layers
+from keras_dgdm.export import load_metadata
+from keras_dgdm.metrics import METRIC_TITLES, WSOLEvaluator
+from keras_dgdm.viz import save_grid
 
-#: (metric key, label) printed by the CLI, in order; the first four are the headline metrics.
-TABLE_ROWS = (
-    ("top1_clas", "Top-1 Clas"),
-    ("gt_known_loc", "GT-known Loc"),
-    ("top1_loc", "Top-1 Loc"),
-    ("max_box_acc_v2", "MaxBoxAccV2"),
-    ("top5_clas", "Top-5 Clas"),
-    ("top5_loc", "Top-5 Loc"),
-    ("max_box_acc", "MaxBoxAcc"),
-    ("pxap", "PxAP"),
-    ("best_cam_threshold", "best CAM threshold"),
-)
+#: The metrics the CLI prints, in order (titles: ``keras_dgdm.metrics.METRIC_TITLES``); the
+#: first four are the headline metrics.
+TABLE_KEYS = ("top1_clas", "gt_known_loc", "top1_loc", "max_box_acc_v2", "top5_clas",
+              "top5_loc", "max_box_acc", "pxap", "best_cam_threshold")
 
 FIGURE_NAME = "heatmaps.png"
 METRICS_NAME = "metrics.json"
@@ -56,9 +58,7 @@ class SavedModelPredictor:
     """
 
     def __init__(self, path):
-        import tensorflow as tf
-
-        from keras_dgdm.export import load_metadata
+        import tensorflow as tf  # deferred: SavedModels need TensorFlow, the rest does not
 
         self.path = path
         self.metadata = load_metadata(path)
@@ -74,7 +74,7 @@ class SavedModelPredictor:
         self.class_names = self.metadata.get("class_names")
 
     def __call__(self, images, labels):
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: as in __init__
 
         images = tf.convert_to_tensor(images, tf.float32)
         scores = self._scores(images=images)["probabilities"].numpy()
@@ -107,12 +107,6 @@ def load_model(path: str):
     Raises:
         FileNotFoundError naming the path and what was expected there.
     """
-    import keras
-
-    import keras_dgdm.layers  # noqa: F401  (registers the custom layers for loading)
-    import keras_dgdm.models  # noqa: F401
-    import keras_dgdm.training  # noqa: F401  (ScaledSGD, for models saved with their optimizer)
-
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file or directory; expected a run directory, "
                                 "a .keras file or a SavedModel directory.")
@@ -146,9 +140,7 @@ def cam_predictor(model):
     """
     if isinstance(model, SavedModelPredictor):
         return model
-    from keras_dgdm.cam import build_cam_model
-
-    cam_model = build_cam_model(model, with_class_ids=True)
+    cam_model = cached_cam_model(model, with_class_ids=True)
 
     def predict(images, labels):
         out = cam_model.predict_on_batch(
@@ -171,7 +163,7 @@ def model_input_size(model):
 
 
 def evaluate_model(model, pipeline, *, cam_curve_interval=0.01, iou_thresholds=(0.3, 0.5, 0.7),
-                   fixed_cam_threshold=None, with_pxap=None, num_figure_examples=8):
+                   cam_threshold=None, with_pxap=None, num_figure_examples=8):
     """Runs ``model`` over an eval pipeline and computes every WSOL metric.
 
     Args:
@@ -180,8 +172,8 @@ def evaluate_model(model, pipeline, *, cam_curve_interval=0.01, iou_thresholds=(
             "labels", "boxes" padded with PAD_VALUE rows, optionally "masks"), or any iterable
             of such numpy dicts.
         cam_curve_interval, iou_thresholds: the evaluator's threshold grids.
-        fixed_cam_threshold: report ``*_at_fixed`` metrics at this threshold (e.g. the best
-            one found on val); None: the evaluator's default.
+        cam_threshold: report ``*_at_fixed`` metrics at this threshold (e.g. the best one
+            found on val); None: the evaluator's default.
         with_pxap: compute PxAP from the masks (None: when the batches carry masks).
         num_figure_examples: how many first examples to keep for the figure.
 
@@ -194,12 +186,10 @@ def evaluate_model(model, pipeline, *, cam_curve_interval=0.01, iou_thresholds=(
         >>> metrics, _ = evaluate_model(model, eval_pipeline(data, 64, 32))
         >>> metrics["top1_loc"]
     """
-    from keras_dgdm.metrics import WSOLEvaluator
-
     predict = cam_predictor(model)
     kwargs = dict(cam_curve_interval=cam_curve_interval, iou_thresholds=tuple(iou_thresholds))
-    if fixed_cam_threshold is not None:
-        kwargs["fixed_cam_threshold"] = float(fixed_cam_threshold)
+    if cam_threshold is not None:
+        kwargs["cam_threshold"] = float(cam_threshold)
     evaluator = None
     examples = {"images": [], "cams": [], "labels": [], "predictions": [], "gt_boxes": []}
     kept = 0
@@ -232,8 +222,6 @@ def evaluate_model(model, pipeline, *, cam_curve_interval=0.01, iou_thresholds=(
 def save_figure(path, examples, cam_threshold, class_names=None):
     """Writes the heatmap grid (image, CAM overlay, GT boxes red, predicted box green) for the
     kept ``examples`` with predicted boxes at ``cam_threshold``. Returns ``path``."""
-    from keras_dgdm.viz import save_grid
-
     def name(c):
         c = int(c)
         return class_names[c] if class_names is not None and c < len(class_names) else str(c)
@@ -267,35 +255,42 @@ def write_metrics(path, metrics, **info):
     return path
 
 
+def eval_batches(data, image_size, batch_size):
+    """The evaluation batches of a split: ``eval_pipeline`` of a ``WSOLData`` (resize, boxes
+    scaled), or ``arrays.eval_batches`` of an ``ArrayData`` (as it is, at the model's size)."""
+    if isinstance(data, arrays.ArrayData):
+        return arrays.eval_batches(data, batch_size, image_size)
+    from keras_dgdm.data.pipeline import eval_pipeline  # deferred: tf.data needs TensorFlow
+
+    return eval_pipeline(data, image_size, batch_size).as_numpy_iterator()
+
+
 def evaluate_split(model, data, image_size, batch_size, output_dir, *, split="test",
-                   cam_curve_interval=0.01, fixed_cam_threshold=None, num_figure_examples=8,
+                   cam_curve_interval=0.01, cam_threshold=None, num_figure_examples=8,
                    class_names=None):
     """Evaluates ``model`` on a loaded split and writes ``output_dir/metrics.json`` and
     ``output_dir/heatmaps.png``.
 
     Args:
         model: keras WSOL model or SavedModelPredictor.
-        data: a ``keras_dgdm.data.load(...)`` WSOLData.
-        image_size, batch_size: of the eval pipeline (resize, no crop; boxes int-truncated).
+        data: a ``keras_dgdm.data.load(...)`` WSOLData or an ``ArrayData``.
+        image_size, batch_size: of the evaluation batches (``eval_batches``).
         output_dir: where the files go (created).
         split: recorded in metrics.json.
-        fixed_cam_threshold: the threshold for ``*_at_fixed`` metrics and the figure's boxes
+        cam_threshold: the threshold of the ``*_at_fixed`` metrics and the figure's boxes
             (None: the best threshold of this split).
 
     Returns:
         the flat metrics dict.
     """
-    from keras_dgdm.data import eval_pipeline
-
-    pipeline = eval_pipeline(data, image_size, batch_size)
     metrics, examples = evaluate_model(
-        model, pipeline, cam_curve_interval=cam_curve_interval,
-        fixed_cam_threshold=fixed_cam_threshold, with_pxap=bool(data.has_masks),
+        model, eval_batches(data, image_size, batch_size), cam_curve_interval=cam_curve_interval,
+        cam_threshold=cam_threshold, with_pxap=bool(data.has_masks),
         num_figure_examples=num_figure_examples)
-    threshold = (float(fixed_cam_threshold) if fixed_cam_threshold is not None
+    threshold = (float(cam_threshold) if cam_threshold is not None
                  else float(metrics["best_cam_threshold"]))
     write_metrics(os.path.join(output_dir, METRICS_NAME), metrics, split=split,
-                  figure_cam_threshold=threshold)
+                  cam_threshold=threshold)
     if len(examples["labels"]):
         save_figure(os.path.join(output_dir, FIGURE_NAME), examples, threshold,
                     class_names=class_names if class_names is not None
@@ -311,15 +306,10 @@ def write_drop_statistics(model, data, image_size, batch_size, output_dir, num_i
         the statistics dict, or None (nothing written) for a model without method layers or
         a SavedModel predictor.
     """
-    import keras
-
-    from keras_dgdm.data import eval_pipeline
-    from keras_dgdm.diagnostics import drop_statistics, method_layers
-
     if not isinstance(model, keras.Model) or not method_layers(model):
         return None
     images, count = [], 0
-    for batch in eval_pipeline(data, image_size, batch_size).as_numpy_iterator():
+    for batch in eval_batches(data, image_size, batch_size):
         images.append(batch["images"][: num_images - count])
         count += len(images[-1])
         if count >= num_images:
@@ -337,16 +327,17 @@ def format_metrics_table(metrics, title=None, at_fixed=False) -> str:
     Args:
         metrics: a ``WSOLEvaluator.result()`` dict.
         title: optional first line.
-        at_fixed: show GT-known / Top-1 / Top-5 Loc at ``fixed_cam_threshold`` (e.g. the one
-            chosen on val: the honest test numbers) instead of at this split's best threshold.
+        at_fixed: show GT-known / Top-1 / Top-5 Loc at ``cam_threshold`` (e.g. the one chosen
+            on val: the honest test numbers) instead of at this split's best threshold.
     """
     lines = [title] if title else []
-    width = max(len(label) for _, label in TABLE_ROWS) + 12
-    for key, label in TABLE_ROWS:
+    width = max(len(METRIC_TITLES[key]) for key in TABLE_KEYS) + 12
+    for key in TABLE_KEYS:
+        label = METRIC_TITLES[key]
         if at_fixed and key in ("gt_known_loc", "top1_loc", "top5_loc") \
                 and metrics.get(key + "_at_fixed") is not None:
             key = key + "_at_fixed"
-            label = f"{label} @ {float(metrics['fixed_cam_threshold']):.2f}"
+            label = f"{label} @ {float(metrics['cam_threshold']):.2f}"
         if key not in metrics or metrics[key] is None:
             continue
         value = float(metrics[key])
@@ -355,7 +346,6 @@ def format_metrics_table(metrics, title=None, at_fixed=False) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["TABLE_ROWS", "SavedModelPredictor", "load_model", "cam_predictor",
-           "model_input_size", "evaluate_model", "save_figure", "write_metrics",
-           "write_drop_statistics",
-           "evaluate_split", "format_metrics_table"]
+__all__ = ["TABLE_KEYS", "SavedModelPredictor", "load_model", "cam_predictor",
+           "model_input_size", "evaluate_model", "eval_batches", "save_figure", "write_metrics",
+           "write_drop_statistics", "evaluate_split", "format_metrics_table"]

@@ -11,7 +11,8 @@ signature              inputs                           outputs
 =====================  ===============================  =========================================
 serving_default        images float32 (N, H, W, 3)      probabilities (N, K), top_k_classes
                                                         int32 (N, k), top_k_scores (N, k),
-                                                        top_k_class_names string (N, k)
+                                                        top_k_class_names string (N, k);
+                                                        k = num_top_classes
 cam                    images                           cams float32 (N, H, W) in [0, 1] (CAM of
                                                         the predicted class), classes int32 (N,),
                                                         scores (N,) (its probability),
@@ -50,7 +51,13 @@ import re
 import shutil
 import tempfile
 
+import keras
 import numpy as np
+
+from keras_dgdm.boxes.graph import boxes_from_cams
+from keras_dgdm.cam import build_cam_model
+from keras_dgdm.metrics import DEFAULT_CAM_THRESHOLD
+from keras_dgdm.models import cam_layers
 
 METADATA_FILE = "wsol_serving.json"
 SIGNATURES = (
@@ -99,9 +106,9 @@ def _resolve_path(path, version, overwrite):
 def export_saved_model(
     model,
     path,
-    cam_threshold=0.5,
+    cam_threshold=DEFAULT_CAM_THRESHOLD,
     class_names=None,
-    top_k=5,
+    num_top_classes=5,
     image_size=None,
     version=None,
     overwrite=False,
@@ -117,10 +124,11 @@ def export_saved_model(
             loads from ``--model_base_path=saved_models/NAME``); with ``version`` given, the
             model's base directory ``saved_models/NAME`` instead.
         cam_threshold: the CAM threshold of the ``boxes`` outputs, in [0, 1]. Pass the one
-            chosen on validation data (``training/fit.py`` passes the best MaxBoxAcc threshold);
-            0.5 is only a placeholder.
+            chosen on validation data (``training/fit.py`` passes the val split's
+            ``best_cam_threshold``); the default, ``keras_dgdm.metrics.DEFAULT_CAM_THRESHOLD``,
+            is the evaluator's.
         class_names: optional list of K class names (default ``"0" .. "K-1"``).
-        top_k: number of classes in ``serving_default``'s top-k outputs (clipped to K).
+        num_top_classes: classes in ``serving_default``'s ``top_k_*`` outputs (clipped to K).
         image_size: optional ``(height, width)``; must equal the model's input size (the size
             ``image_bytes`` are resized to). ``None``: the model's.
         version: optional int; when given, ``path`` is the base directory and the export goes
@@ -132,7 +140,8 @@ def export_saved_model(
 
     Raises:
         ValueError: a model without the CAM layers or static input size, a bad threshold,
-            class_names of the wrong length, a bad top_k / image_size / path / version.
+            class_names of the wrong length, a bad num_top_classes / image_size / path /
+            version.
         FileExistsError: the version directory exists and ``overwrite`` is False.
         RuntimeError: the Keras backend is not TensorFlow.
 
@@ -142,11 +151,7 @@ def export_saved_model(
         'saved_models/toy/1'
         >>> # python: tf.saved_model.load('saved_models/toy/1').signatures['cam'](images=x)
     """
-    import keras
-    import tensorflow as tf
-
-    from keras_dgdm.cam import build_cam_model
-    from keras_dgdm.models import cam_layers
+    import tensorflow as tf  # deferred: load_metadata and the checks need no TensorFlow
 
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
@@ -176,9 +181,10 @@ def export_saved_model(
         raise ValueError(
             f"class_names must have one name per class ({num_classes}); got {len(class_names)}."
         )
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise ValueError(f"top_k must be a positive int; got {top_k!r}.")
-    top_k = min(int(top_k), num_classes)
+    if isinstance(num_top_classes, bool) or not isinstance(num_top_classes, (int, np.integer)) \
+            or num_top_classes < 1:
+        raise ValueError(f"num_top_classes must be a positive int; got {num_top_classes!r}.")
+    top_k = min(int(num_top_classes), num_classes)
     target = _resolve_path(path, version, overwrite)
 
     cam_model = build_cam_model(model)
@@ -189,7 +195,7 @@ def export_saved_model(
         "class_names": class_names,
         "num_classes": num_classes,
         "image_size": [height, width],
-        "top_k": top_k,
+        "num_top_classes": top_k,
         "signatures": list(SIGNATURES),
         "images": "float32 (N, H, W, 3) raw RGB in [0, 255] at image_size",
         "image_bytes": "string (N,) encoded JPEG / PNG / GIF / BMP (REST: {\"b64\": ...})",
@@ -219,9 +225,7 @@ def export_saved_model(
 
 
 def _serving_module_class():
-    import tensorflow as tf
-
-    from keras_dgdm.boxes.graph import boxes_from_cams
+    import tensorflow as tf  # deferred: as in export_saved_model
 
     class ServingModule(tf.Module):
         """tf.Module holding the model(s), the CAM threshold and the signature functions."""
@@ -415,7 +419,8 @@ def load_metadata(path):
         path: the version directory (``saved_models/NAME/VERSION``).
 
     Returns:
-        dict with ``cam_threshold``, ``class_names``, ``image_size``, ``top_k``, ``signatures``.
+        dict with ``cam_threshold``, ``class_names``, ``image_size``, ``num_top_classes``,
+        ``signatures``.
 
     Example:
         >>> load_metadata("saved_models/toy/1")["cam_threshold"]

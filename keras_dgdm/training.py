@@ -1009,7 +1009,7 @@ def train(config: TrainConfig, callbacks=(), verbose: int = 1) -> dict:
         metrics = evaluation.evaluate_split(
             model, test_data, config.image_size, config.eval_batch_size,
             os.path.join(config.run_dir, "eval", "test"), split="test",
-            cam_curve_interval=config.cam_curve_interval, fixed_cam_threshold=threshold,
+            cam_curve_interval=config.cam_curve_interval, cam_threshold=threshold,
             num_figure_examples=config.num_figure_examples)
         evaluation.write_metrics(os.path.join(config.run_dir, "metrics.json"), metrics,
                                  split="test", cam_threshold=threshold,

@@ -397,4 +397,3 @@ def test_load_rejects_unknown_names():
         D.load("metadata", "test", data_dir=".", metadata_dir=".", on_bad="ignore")
     with pytest.raises(ValueError, match="verify must be one of"):
         D.load("cub", "test", data_dir=".", source="raw", verify="all")
-

@@ -109,7 +109,7 @@ def exported(tmp_path_factory):
     train = rng.uniform(0, 255, (8, SIZE, SIZE, 3)).astype("float32")
     model.fit(train, rng.integers(0, 3, 8), epochs=1, batch_size=4, verbose=0)
     path = export_saved_model(
-        model, root / "toy", cam_threshold=THRESHOLD, class_names=NAMES, top_k=2, version=3
+        model, root / "toy", cam_threshold=THRESHOLD, class_names=NAMES, num_top_classes=2, version=3
     )
 
     # Images with a bright blob, so the CAMs (and boxes) differ between images.
@@ -266,8 +266,8 @@ def test_bad_arguments(exported, tmp_path):
         export_saved_model(model, tmp_path / "m")
     with pytest.raises(ValueError, match="image_size must be the model's input size"):
         export_saved_model(model, tmp_path / "m" / "1", image_size=(64, 64))
-    with pytest.raises(ValueError, match="top_k must be a positive int"):
-        export_saved_model(model, tmp_path / "m" / "1", top_k=0)
+    with pytest.raises(ValueError, match="num_top_classes must be a positive int"):
+        export_saved_model(model, tmp_path / "m" / "1", num_top_classes=0)
     with pytest.raises(FileExistsError, match="already exists"):
         export_saved_model(model, os.path.dirname(exported["path"]), version=3)
     with pytest.raises(FileNotFoundError, match="version directory written by"):

@@ -77,7 +77,7 @@ def test_top1_top5_clas_and_loc_by_hand():
     np.testing.assert_allclose(loc_accuracy_curve(cams, gts, [0.5]), [200 / 3])
     np.testing.assert_allclose(
         loc_accuracy_curve(cams, gts, [0.5], topk_correct(logits, labels, 1)), [100 / 3])
-    res = evaluate(cams, gts, logits, labels, cam_curve_interval=0.1, fixed_cam_threshold=0.5)
+    res = evaluate(cams, gts, logits, labels, cam_curve_interval=0.1, cam_threshold=0.5)
     expected = {"top1_clas": 200 / 3, "top5_clas": 100.0, "gt_known_loc": 200 / 3,
                 "top1_loc": 100 / 3, "top5_loc": 200 / 3, "top1_loc_at_fixed": 100 / 3,
                 "gt_known_loc_at_fixed": 200 / 3, "max_box_acc": 200 / 3}
@@ -170,8 +170,8 @@ def test_bad_inputs_name_the_culprit():
         WSOLEvaluator(with_pxap=True).update(cams, gts, logits, labels)
     with pytest.raises(ValueError, match=r"masks\[0\] has values"):
         evaluate(cams, gts, logits, labels, masks=np.full(cams.shape, 2))
-    with pytest.raises(ValueError, match="fixed_cam_threshold"):
-        WSOLEvaluator(fixed_cam_threshold=1.5)
+    with pytest.raises(ValueError, match="cam_threshold"):
+        WSOLEvaluator(cam_threshold=1.5)
     with pytest.raises(ValueError, match="iou_thresholds"):
         box_accuracy_curve(cams, gts, [0.5], iou_thresholds=(1.2,))
     with pytest.raises(ValueError, match="foreground"):

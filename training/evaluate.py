@@ -79,7 +79,7 @@ def main(argv=None):
         data = wsol_data.load(dataset, args.split, data_dir=data_dir, **options)
         metrics = evaluation.evaluate_split(
             model, data, image_size, args.batch_size, out, split=args.split,
-            cam_curve_interval=args.cam_curve_interval, fixed_cam_threshold=threshold,
+            cam_curve_interval=args.cam_curve_interval, cam_threshold=threshold,
             num_figure_examples=args.num_figure_examples)
     print(evaluation.format_metrics_table(metrics, title=f"{dataset} {args.split}:",
                                           at_fixed=threshold is not None))

@@ -344,11 +344,11 @@ def evaluate_split(model, data, settings, fixed_cam_threshold=None):
     ``cam_mass_fractions``).
     """
     from keras_dgdm.cam import compute_cams
-    from keras_dgdm.metrics import DEFAULT_FIXED_CAM_THRESHOLD, WSOLEvaluator
+    from keras_dgdm.metrics import DEFAULT_CAM_THRESHOLD, WSOLEvaluator
 
-    fixed = DEFAULT_FIXED_CAM_THRESHOLD if fixed_cam_threshold is None else fixed_cam_threshold
+    fixed = DEFAULT_CAM_THRESHOLD if fixed_cam_threshold is None else fixed_cam_threshold
     evaluator = WSOLEvaluator(cam_curve_interval=settings["cam_curve_interval"],
-                              fixed_cam_threshold=fixed)
+                              cam_threshold=fixed)
     chunk = int(settings["eval_batch_size"]) * 4
     mass, counts = {}, []
     for start in range(0, len(data.labels), chunk):

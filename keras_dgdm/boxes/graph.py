@@ -110,7 +110,7 @@ def _gather(values, indices):
     call, which matters at batch 1); ``ops.take`` on the other backends.
     """
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # the TensorFlow backend only (deferred: others lack it)
 
         return tf.gather(values, indices)
     return ops.take(values, indices)
