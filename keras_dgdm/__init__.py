@@ -16,7 +16,7 @@ import importlib
 from keras_dgdm.layers import ADL, CAGD, DGDM, METHOD_LAYERS, SAGD  # noqa: F401
 from keras_dgdm.layers.preprocessing import BackbonePreprocessing  # noqa: F401
 from keras_dgdm.cam import ClassActivationMaps  # noqa: F401
-from keras_dgdm.training import ScaledSGD  # noqa: F401
+from keras_dgdm.train.optimizer import ScaledSGD  # noqa: F401
 
 __version__ = "0.1.0"
 
@@ -34,6 +34,8 @@ _LAZY = {
     "new_layer_names": "keras_dgdm.models",
     "inserted_layer_names": "keras_dgdm.models",
     "METHODS": "keras_dgdm.models",
+    "list_methods": "keras_dgdm.layers.registry",
+    "register_method": "keras_dgdm.layers.registry",
     "normalize_cams": "keras_dgdm.cam",
     "resize_cams": "keras_dgdm.cam",
     "compute_cams": "keras_dgdm.cam",
@@ -47,9 +49,9 @@ _LAZY = {
     "pxap": "keras_dgdm.metrics",
     "WSOLEvaluator": "keras_dgdm.metrics",
     "save_grid": "keras_dgdm.viz",
-    "RECIPES": "keras_dgdm.training",
-    "TrainConfig": "keras_dgdm.training",
-    "train": "keras_dgdm.training",
+    "RECIPES": "keras_dgdm.train.recipes",
+    "TrainConfig": "keras_dgdm.train.config",
+    "train": "keras_dgdm.train.loop",
     "evaluate_model": "keras_dgdm.evaluation",
     "export_saved_model": "keras_dgdm.export",
 }

@@ -186,13 +186,13 @@ def test_fit_error_is_one_message_and_debug_shows_the_traceback(tmp_path):
     ]
     proc = _run("fit.py", *args, "--debug", cwd=tmp_path, status=1)
     assert "Traceback (most recent call last)" in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("keras_dgdm.training.SetupError: ")
+    assert proc.stderr.strip().splitlines()[-1].startswith("keras_dgdm.train.loop.SetupError: ")
 
 
 def _data_hint(dataset):
-    from keras_dgdm.training import DATA_HINTS
+    from keras_dgdm.data import get_dataset
 
-    return DATA_HINTS[dataset]
+    return get_dataset(dataset).layout
 
 
 def test_evaluate_missing_model_is_one_message(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Multi-process training (keras_dgdm.distributed): 2 fit.py processes on localhost (JAX, CPU
+"""Multi-process training (keras_dgdm.train.processes): 2 fit.py processes on localhost (JAX, CPU
 devices) end with identical weights, each having read its own half of the data; TensorFlow's
 MultiWorkerMirroredStrategy is refused at once with the JAX route; devices and distribution are
 set up before anything starts the backend."""
@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_dgdm import distributed
+from keras_dgdm.train import processes as distributed
 from keras_dgdm.data import load
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,8 +78,8 @@ def test_multiworker_on_tensorflow_is_refused_before_the_backend_starts(tmp_path
     3-replica MirroredStrategy on logical CPUs can still be made by prepare() (the config was
     resolved, building a layer and starting TensorFlow, before the devices were set up)."""
     code = textwrap.dedent(f"""
-        from keras_dgdm import training
-        from keras_dgdm.training import TrainConfig, SetupError
+        from keras_dgdm.train import loop as training
+        from keras_dgdm.train import TrainConfig, SetupError
         try:
             training.prepare(TrainConfig(strategy="multiworker", output_dir={str(tmp_path)!r}))
         except SetupError as e:

@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from keras_dgdm.data.arrays import epoch_arrays  # noqa: E402
 from training import experiments as E  # noqa: E402
 
 
@@ -71,7 +72,7 @@ def test_configs_follow_the_paper_rows():
             for c, _ in E.TABLE_LAYOUT[3][1]] == [None, 0.1, 0.3, 0.5]
     assert all(E.CONFIGS[c].kwargs["block_size"] == 3 for c, _ in E.TABLE_LAYOUT[3][1])
     # every config builds a valid layer (the layers' own argument checks)
-    from keras_dgdm.training import validate_method_kwargs
+    from keras_dgdm.layers import validate_method_kwargs
 
     for cfg in E.CONFIGS.values():
         validate_method_kwargs(cfg.method, cfg.kwargs)
@@ -101,8 +102,8 @@ def test_run_order_main_first_then_ablations_by_seed():
 def test_epoch_arrays_deterministic_flips():
     images = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
     labels = np.array([0, 1])
-    x1, y1 = E.epoch_arrays(images, labels, seed=5, epoch=2)
-    x2, y2 = E.epoch_arrays(images, labels, seed=5, epoch=2)
+    x1, y1 = epoch_arrays(images, labels, seed=5, epoch=2)
+    x2, y2 = epoch_arrays(images, labels, seed=5, epoch=2)
     np.testing.assert_array_equal(x1, x2)
     for x, y in zip(x1, y1):  # each is its own image, mirrored or not
         src = images[y].astype("float32")

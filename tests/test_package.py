@@ -36,7 +36,7 @@ def test_import_keras_dgdm_is_enough_to_load_a_saved_model(tmp_path):
     import keras
     import numpy as np
 
-    from keras_dgdm.training import ScaledSGD
+    from keras_dgdm.train import ScaledSGD
 
     inputs = keras.Input((8, 8, 3))
     x = keras_dgdm.BackbonePreprocessing("tf")(inputs)

@@ -1,4 +1,4 @@
-"""Tests for keras_dgdm.training: the optimizer, schedule, config, flags, resumption, errors."""
+"""Tests for keras_dgdm.train: the optimizer, schedule, config, flags, resumption, errors."""
 import importlib.util
 import inspect
 import json
@@ -8,8 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_dgdm import training
-from keras_dgdm.training import RECIPES, ScaledSGD, TrainConfig
+from keras_dgdm import layers
+from keras_dgdm import train as training
+from keras_dgdm.train import RECIPES, ScaledSGD, TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,7 +100,7 @@ def test_hyperparameter_flags_come_from_the_layer_signature():
 
     sig = inspect.signature(DGDM.__init__).parameters
     expected = [n for n in sig if n not in ("self", "seed", "data_format", "kwargs")]
-    assert list(training.method_hyperparameters()) == expected
+    assert list(layers.method_hyperparameters()) == expected
     parser = _load_script("fit").build_parser()
     flags = {a for action in parser._actions for a in action.option_strings}
     for name in expected:
@@ -126,14 +127,33 @@ def test_recipes_resolve_and_round_trip(tmp_path):
         TrainConfig.from_dict({"learning_rate": 1})
 
 
+def test_every_dataset_names_its_recipe_and_an_unknown_one_has_none():
+    from keras_dgdm import data as D
+    from keras_dgdm.data import synthetic
+
+    for name, spec in D.DATASETS.items():
+        assert spec.name == name and spec.recipe in RECIPES and spec.layout
+    assert D.get_dataset("cub").num_classes == 200 and D.get_dataset("metadata").num_classes is None
+    default = inspect.signature(synthetic.load_split).parameters["num_classes"].default
+    assert D.get_dataset("synthetic").num_classes == default
+    with pytest.raises(ValueError, match="already registered"):
+        D.register_dataset(D.get_dataset("cub"))
+    D.register_dataset(D.DatasetSpec("mine", "x:y", 3, "my folder", recipe="nowhere"))
+    try:
+        with pytest.raises(ValueError, match="'mine' trains with recipe 'nowhere', which RECIPES"):
+            TrainConfig(dataset="mine").resolved()
+    finally:
+        del D.DATASETS["mine"]
+
+
 def test_method_kwargs_validation_messages():
     with pytest.raises(ValueError, match="--alpha does not apply to method 'adl'.*--drop-rate"):
-        training.validate_method_kwargs("adl", {"alpha": 0.5})
+        layers.validate_method_kwargs("adl", {"alpha": 0.5})
     with pytest.raises(ValueError, match="no hyperparameters"):
-        training.validate_method_kwargs("cam", {"drop_rate": 0.5})
+        layers.validate_method_kwargs("cam", {"drop_rate": 0.5})
     with pytest.raises(ValueError, match="drop_rate"):
-        training.validate_method_kwargs("dgdm", {"drop_rate": 1.5})
-    assert training.validate_method_kwargs("sagd", {"block_size": 2}) == {"block_size": 2}
+        layers.validate_method_kwargs("dgdm", {"drop_rate": 1.5})
+    assert layers.validate_method_kwargs("sagd", {"block_size": 2}) == {"block_size": 2}
 
 
 # ---------------------------------------------------------------------------- resume, errors

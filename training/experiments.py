@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Sweep runner: does DGDM beat ADL and CAM on the synthetic benchmark? (the paper's Table 1).
 
     python training/experiments.py --scale cpu  --output-dir experiments/cpu   # this machine
@@ -6,23 +5,24 @@
 
 Trains every configuration of ``CONFIGS`` (CAM, ADL, SAGD stage 1, SAGD stage 1+2, DGDM, the
 block_size ablation on SAGD stage 1+2 and the beta ablation on DGDM) with several seeds on the
-numpy synthetic benchmark (``keras_dgdm.data.synthetic``), and writes:
+synthetic benchmark (``keras_dgdm.data.synthetic``), and writes:
 
     OUTPUT_DIR/runs/CONFIG-seedS.json   one file per finished (config, seed), written atomically
     OUTPUT_DIR/results.csv              one row per table row: mean and std over seeds
     OUTPUT_DIR/results.md               the table, laid out like the paper's Table 1
     OUTPUT_DIR/results.png              bar chart of the metrics (mean +- std)
     OUTPUT_DIR/figures/CONFIG-seedS.png the first seed's CAMs on 8 test images, per config
+    OUTPUT_DIR/train/CONFIG-seedS/      the run directory of ``keras_dgdm.train.train``
 
-Resumable: a (config, seed) whose JSON exists is skipped; a JSON written with other settings
-(scale, sizes, epochs) is an error naming the file, so two scales never mix in one directory.
+Each (config, seed) is one call of ``keras_dgdm.train.train`` (the loop ``fit.py`` runs) with
+``input_pipeline="arrays"``: the benchmark generated once, in memory, each epoch shuffled and
+flipped from (seed, epoch); no TensorFlow needed (JAX backend). The training settings not in
+``SCALES`` come from ``RECIPES["synthetic"]``. What is the sweep's own: the grid of configs and
+scales, the CAM mass analysis, the table and the plot.
 
-The path is backend-agnostic and TensorFlow-free: data from ``synthetic.generate`` (numpy),
-``model.fit`` on numpy arrays (one call per epoch; the epoch's order and horizontal flips come
-from ``numpy.random.default_rng([seed, epoch])``), the optimizer, schedule and BatchNorm
-momentum of ``keras_dgdm.training`` (``RECIPES["synthetic"]``, ``ScaledSGD``, ``step_decay``,
-``EpochSeededLayers``), CAMs from ``keras_dgdm.cam.compute_cams`` and metrics from
-``keras_dgdm.metrics.WSOLEvaluator``. It runs on the TensorFlow and JAX backends.
+Resumable: a (config, seed) whose JSON exists is skipped, one interrupted mid-run resumes from
+its run directory; a JSON written with other settings (scale, sizes, epochs) is an error naming
+the file, so two scales never mix in one directory.
 
 Protocol: the CAM threshold is chosen on the val split (best GT-known Loc) and the test split is
 reported at it: Top-1 Clas, GT-known Loc and Top-1 Loc at the val threshold, and MaxBoxAccV2
@@ -33,26 +33,34 @@ box versus inside the object's box.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import inspect
 import json
 import math
 import os
+import shutil
 import sys
 import time
 
+import keras
+import matplotlib
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from keras_dgdm.backbones import get_backbone
+from keras_dgdm.boxes import validate_boxes
+from keras_dgdm.cam import compute_cams
+from keras_dgdm.data import synthetic
+from keras_dgdm.evaluation import FIGURE_NAME
+from keras_dgdm.metrics import METRIC_TITLES
+from keras_dgdm.train import RECIPES, TrainConfig, read_csv_log, train
 
-#: The table's metric columns: (key in a run's "test" dict, column title).
-METRICS = (
-    ("top1_clas", "Top-1 Clas"),
-    ("gt_known_loc", "GT-known Loc"),
-    ("top1_loc", "Top-1 Loc"),
-    ("max_box_acc", "MaxBoxAcc"),
-    ("max_box_acc_v2", "MaxBoxAccV2"),
-)
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+#: The table's metric columns: (key in a run's "test" dict, title from METRIC_TITLES).
+METRICS = tuple((key, METRIC_TITLES[key]) for key in (
+    "top1_clas", "gt_known_loc", "top1_loc", "max_box_acc", "max_box_acc_v2"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +99,7 @@ _DG = "DGDM (stage 1+2 + M_drop1 / CAGD)"
 #: ``background_threshold=0.1``); DGDM adds CAGD (``alpha=0.5``). block_size defaults to 3 and
 #: beta to 3 (the paper's best), so ``sagd_stage12`` and ``dgdm`` are also the block_size=3 and
 #: beta=3 rows of the ablations. The background_threshold rows (0.3, 0.5) are ours: the paper
-#: gives no value for delta_l; the layer default 0.1 erased nothing at 48 px and most of the map
-#: at 96 px, where it beat 0.3 and 0.5 (EXPERIMENTS.md).
+#: gives no value for delta_l (what they gave: EXPERIMENTS.md).
 CONFIGS = {c.name: c for c in (
     _cfg("cam", "cam", "CAM"),
     _cfg("adl", "adl", "ADL"),
@@ -166,7 +173,7 @@ DATA_SEED = 0
 def settings_for(scale, **overrides):
     """The full run settings of ``scale`` with ``overrides`` (``None`` values ignored).
 
-    Training settings not in ``SCALES`` come from ``keras_dgdm.training.RECIPES["synthetic"]``
+    Training settings not in ``SCALES`` come from ``keras_dgdm.train.RECIPES["synthetic"]``
     (backbone, batch size, lr, lr multiplier, decay rate, momentum, weight decay, bn_momentum).
 
     Args:
@@ -183,13 +190,9 @@ def settings_for(scale, **overrides):
         >>> settings_for("cpu", epochs=2)["epochs"]
         2
     """
-    from keras_dgdm.training import RECIPES
-
     if scale not in SCALES:
         raise ValueError(f"Unknown scale {scale!r}; choose one of {sorted(SCALES)}.")
     recipe = RECIPES["synthetic"]
-    from keras_dgdm.data import synthetic
-
     settings = dict(scale=scale, data_seed=DATA_SEED, num_classes=10, cam_curve_interval=0.01,
                     **ADDED_SETTINGS)
     defaults = inspect.signature(synthetic.generate).parameters
@@ -225,31 +228,18 @@ def settings_for(scale, **overrides):
 
 
 def make_data(settings):
-    """The train / val / test ``SyntheticData`` of ``settings`` (split i seeded [data_seed, i],
-    like ``keras_dgdm.data.load("synthetic", ...)``)."""
-    from keras_dgdm.data import synthetic
-
-    out = {}
-    for index, split in enumerate(("train", "val", "test")):
-        out[split] = synthetic.generate(
-            settings[f"num_{split}"], image_size=settings["image_size"],
-            num_classes=settings["num_classes"], seed=[settings["data_seed"], index],
-            **{k: settings.get(k, ADDED_SETTINGS[k]) for k in GENERATOR_SETTINGS})
-    return out
+    """The train / val / test splits of ``settings`` in memory (``synthetic.load_split``: split
+    i seeded [data_seed, i], as ``keras_dgdm.data.load("synthetic", ...)``)."""
+    options = data_options(settings)
+    return {split: synthetic.load_split(split, **options) for split in ("train", "val", "test")}
 
 
-def epoch_arrays(images, labels, seed, epoch):
-    """The training arrays of one epoch: shuffled, each image flipped left-right with p=0.5.
-
-    Depends only on (seed, epoch), so a rerun reproduces it. Returns float32 images and
-    int32 labels.
-    """
-    rng = np.random.default_rng([int(seed), int(epoch)])
-    order = rng.permutation(len(labels))
-    flip = rng.random(len(labels)) < 0.5
-    x = images[order].astype("float32")
-    x[flip] = x[flip, :, ::-1]
-    return x, labels[order].astype("int32")
+def data_options(settings):
+    """The synthetic loader's options of ``settings`` (``TrainConfig.data_options``)."""
+    return dict(num_train=settings["num_train"], num_val=settings["num_val"],
+                num_test=settings["num_test"], image_size=settings["image_size"],
+                num_classes=settings["num_classes"], seed=settings["data_seed"],
+                **{k: settings.get(k, ADDED_SETTINGS[k]) for k in GENERATOR_SETTINGS})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,8 +295,6 @@ def cam_mass_fractions(cams, object_boxes, part_boxes):
     if cams.ndim != 3:
         raise ValueError(f"`cams` must have shape (N, H, W); got {cams.shape}.")
     n, h, w = cams.shape
-    from keras_dgdm.boxes import validate_boxes
-
     obj = validate_boxes(object_boxes, "object_boxes")
     part = validate_boxes(part_boxes, "part_boxes")
     for name, b in (("object_boxes", obj), ("part_boxes", part)):
@@ -337,63 +325,64 @@ def cam_mass_fractions(cams, object_boxes, part_boxes):
 # ----------------------------------------------------------------------------------------------
 
 
-def evaluate_split(model, data, settings, fixed_cam_threshold=None):
-    """GT-class CAMs + WSOL metrics of one split (numpy / keras.ops, no TensorFlow).
-
-    Returns (metrics dict of ``WSOLEvaluator.result()``, CAM mass dict of
-    ``cam_mass_fractions``).
-    """
-    from keras_dgdm.cam import compute_cams
-    from keras_dgdm.metrics import DEFAULT_CAM_THRESHOLD, WSOLEvaluator
-
-    fixed = DEFAULT_CAM_THRESHOLD if fixed_cam_threshold is None else fixed_cam_threshold
-    evaluator = WSOLEvaluator(cam_curve_interval=settings["cam_curve_interval"],
-                              cam_threshold=fixed)
-    chunk = int(settings["eval_batch_size"]) * 4
-    mass, counts = {}, []
-    for start in range(0, len(data.labels), chunk):
-        sl = slice(start, start + chunk)
+def cam_mass(model, data, batch_size):
+    """``cam_mass_fractions`` of the GT-class CAMs of a split, averaged over its images."""
+    mass, total = {}, 0
+    for start in range(0, data.num_examples, 4 * batch_size):
+        sl = slice(start, start + 4 * batch_size)
         res = compute_cams(model, data.images[sl], classes=data.labels[sl],
-                           batch_size=int(settings["eval_batch_size"]))
-        evaluator.update(res.cams, data.boxes[sl][:, None, :], res.logits, data.labels[sl])
-        part = cam_mass_fractions(res.cams, data.boxes[sl], data.part_boxes[sl])
-        counts.append(len(res.cams))
+                           batch_size=batch_size)
+        part = cam_mass_fractions(res.cams, data.boxes[sl, 0], data.part_boxes[sl])
+        total += len(res.cams)
         for k, v in part.items():
             mass[k] = mass.get(k, 0.0) + v * len(res.cams)
-    total = float(sum(counts))
-    return evaluator.result(), {k: v / total for k, v in mass.items()}
+    return {k: v / total for k, v in mass.items()}
 
 
 #: Test images shown in each run's CAM figure.
 FIGURE_IMAGES = 8
 
 
-def save_cam_figure(model, data, cam_threshold, path, num_images=FIGURE_IMAGES):
-    """The first ``num_images`` test images with their GT-class CAMs, GT boxes (red) and the
-    box at ``cam_threshold`` (green), titled with the GT and predicted class."""
-    from keras_dgdm.cam import compute_cams
-    from keras_dgdm.boxes import box_from_cam
-    from keras_dgdm.viz import save_grid
+def train_config(config_name, seed, settings, output_dir):
+    """The ``TrainConfig`` of one (config, seed) of the sweep, its run directory
+    ``OUTPUT_DIR/train/CONFIG-seedS``."""
+    if config_name not in CONFIGS:
+        raise ValueError(f"Unknown config {config_name!r}; choose from {list(CONFIGS)}.")
+    cfg = CONFIGS[config_name]
+    insert_at = settings["insert_at"]
+    if cfg.method == "cam":
+        insert_at = None
+    elif insert_at == "backbone":
+        insert_at = list(get_backbone(settings["backbone"]).positions(cfg.method))
+    return TrainConfig(
+        dataset="synthetic", input_pipeline="arrays", data_options=data_options(settings),
+        backbone=settings["backbone"], method=cfg.method, method_kwargs=cfg.kwargs,
+        weights=settings.get("weights", "none"), bn_momentum=settings["bn_momentum"],
+        freeze_bn=settings.get("freeze_bn", False), insert_at=insert_at,
+        image_size=settings["image_size"], batch_size=settings["batch_size"],
+        epochs=settings["epochs"], lr=settings["lr"], lr_multiplier=settings["lr_multiplier"],
+        lr_decay_epochs=settings["lr_decay_epochs"], lr_decay_rate=settings["lr_decay_rate"],
+        momentum=settings["momentum"], weight_decay=settings["weight_decay"], seed=int(seed),
+        cam_curve_interval=settings["cam_curve_interval"],
+        eval_batch_size=settings["eval_batch_size"], num_figure_examples=FIGURE_IMAGES,
+        num_drop_stats_images=DROP_STATS_IMAGES, export=False,
+        output_dir=os.path.join(output_dir, "train"), run_name=f"{config_name}-seed{int(seed)}")
 
-    images, labels = data.images[:num_images], data.labels[:num_images]
-    res = compute_cams(model, images, classes=labels)
-    predictions = np.asarray(res.logits).argmax(axis=-1)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    return save_grid(path, images, res.cams, [b[None] for b in data.boxes[:num_images]],
-                     [np.asarray(box_from_cam(c, cam_threshold)) for c in res.cams],
-                     titles=[f"gt {g} / pred {p}" for g, p in zip(labels, predictions)])
 
-
-def run_one(config_name, seed, settings, data=None, verbose=0, figure_path=None):
-    """Trains and evaluates one (config, seed); returns the result dict (see ``run_path``).
+def run_one(config_name, seed, settings, data=None, verbose=0, figure_path=None,
+            output_dir="."):
+    """Trains and evaluates one (config, seed) with ``keras_dgdm.train.train``; returns the
+    result dict (see ``run_path``).
 
     Args:
         config_name: a key of ``CONFIGS``.
         seed: int; fixes weight init, epoch order/flips and the layers' randomness.
         settings: from ``settings_for``.
-        data: ``make_data(settings)`` (generated here when None).
+        data: ``make_data(settings)`` (generated by ``train`` when None).
         verbose: keras fit verbosity.
-        figure_path: where to write the run's CAM figure (``save_cam_figure``), or None.
+        figure_path: where to copy the run's CAM figure (``heatmaps.png`` of its test split),
+            or None.
+        output_dir: the sweep directory (the run directory goes to its ``train/``).
 
     Returns:
         dict with "config", "method", "method_kwargs", "seed", "settings", "backend",
@@ -402,54 +391,18 @@ def run_one(config_name, seed, settings, data=None, verbose=0, figure_path=None)
         trained model on the first ``DROP_STATS_IMAGES`` test images), "history",
         "train_seconds", "eval_seconds".
     """
-    import keras
-
-    from keras_dgdm.diagnostics import drop_statistics
-    from keras_dgdm.training import EpochSeededLayers, TrainConfig, build_model, compile_model
-
-    if config_name not in CONFIGS:
-        raise ValueError(f"Unknown config {config_name!r}; choose from {list(CONFIGS)}.")
+    tc = train_config(config_name, seed, settings, output_dir)
     cfg = CONFIGS[config_name]
-    data = data if data is not None else make_data(settings)
-    train = data["train"]
-    insert_at = settings["insert_at"]
-    if cfg.method == "cam":
-        insert_at = None
-    elif insert_at == "backbone":
-        from keras_dgdm.backbones import get_backbone
-
-        insert_at = list(get_backbone(settings["backbone"]).positions(cfg.method))
-    tc = TrainConfig(
-        dataset="synthetic", backbone=settings["backbone"], method=cfg.method,
-        method_kwargs=cfg.kwargs, weights=settings.get("weights", "none"),
-        bn_momentum=settings["bn_momentum"], freeze_bn=settings.get("freeze_bn", False),
-        insert_at=insert_at,
-        image_size=settings["image_size"], batch_size=settings["batch_size"],
-        epochs=settings["epochs"], lr=settings["lr"], lr_multiplier=settings["lr_multiplier"],
-        lr_decay_epochs=settings["lr_decay_epochs"], lr_decay_rate=settings["lr_decay_rate"],
-        momentum=settings["momentum"], weight_decay=settings["weight_decay"], seed=int(seed),
-    ).resolved()
-    keras.utils.set_random_seed(int(seed))
-    model = build_model(tc, settings["num_classes"])
-    steps = math.ceil(len(train.labels) / tc.batch_size)
-    compile_model(model, tc, steps)
-    history: dict[str, list] = {}
+    result = train(tc, verbose=verbose, data=data)
+    test_all, threshold = result["metrics"], result["cam_threshold"]
     t0 = time.time()
-    for epoch in range(tc.epochs):
-        x, y = epoch_arrays(train.images, train.labels, seed, epoch)
-        hist = model.fit(x, y, batch_size=tc.batch_size, epochs=epoch + 1, initial_epoch=epoch,
-                         shuffle=False, callbacks=[EpochSeededLayers()], verbose=verbose)
-        for k, v in hist.history.items():
-            history.setdefault(k, []).extend(float(a) for a in v)
-    train_seconds = time.time() - t0
-    t0 = time.time()
-    val, _ = evaluate_split(model, data["val"], settings)
-    threshold = float(val["best_cam_threshold"])
-    test_all, mass = evaluate_split(model, data["test"], settings, fixed_cam_threshold=threshold)
-    drop_stats = drop_statistics(model, data["test"].images[:DROP_STATS_IMAGES],
-                                 batch_size=settings["eval_batch_size"])
+    test_data = data["test"] if data is not None else make_data(settings)["test"]
+    mass = cam_mass(result["model"], test_data, int(settings["eval_batch_size"]))
     if figure_path:
-        save_cam_figure(model, data["test"], threshold, figure_path)
+        os.makedirs(os.path.dirname(os.path.abspath(figure_path)), exist_ok=True)
+        shutil.copyfile(os.path.join(result["run_dir"], "eval", "test", FIGURE_NAME), figure_path)
+    log = read_csv_log(os.path.join(result["run_dir"], "log.csv"))
+    history = {k: [row[k] for row in log] for k in (log[0] if log else {}) if k != "epoch"}
     test = {
         "top1_clas": test_all["top1_clas"],
         "gt_known_loc": test_all["gt_known_loc_at_fixed"],
@@ -461,10 +414,11 @@ def run_one(config_name, seed, settings, data=None, verbose=0, figure_path=None)
     return {
         "config": cfg.name, "method": cfg.method, "method_kwargs": cfg.kwargs,
         "seed": int(seed), "settings": settings, "backend": keras.backend.backend(),
-        "keras_version": keras.__version__, "test": test, "val": val,
-        "test_own_threshold": test_all, "cam_mass": mass, "drop_stats": drop_stats,
-        "history": history,
-        "train_seconds": train_seconds, "eval_seconds": time.time() - t0,
+        "keras_version": keras.__version__, "test": test, "val": result["val_metrics"],
+        "test_own_threshold": test_all, "cam_mass": mass,
+        "drop_stats": result["drop_stats"] or {}, "history": history,
+        "train_seconds": result["train_seconds"],
+        "eval_seconds": result["eval_seconds"] + time.time() - t0,
     }
 
 
@@ -571,7 +525,8 @@ def run_sweep(output_dir, settings, configs=None, seeds=(0, 1, 2), log=print, af
             if data is None:
                 data = make_data(settings)
             figure = figure_path(output_dir, *key) if key[1] == seeds[0] else None
-            result = run_one(key[0], key[1], settings, data=data, figure_path=figure)
+            result = run_one(key[0], key[1], settings, data=data, figure_path=figure,
+                             output_dir=output_dir)
             _write_json(run_path(output_dir, *key), result)
             longest = max(longest, time.time() - t0)
             t = result["test"]
@@ -696,8 +651,6 @@ def format_table(rows, settings=None):
 
 def write_csv(path, rows):
     """One CSV line per table row (means and stds)."""
-    import csv
-
     keys = ["block", "label", "setting", "config", "seeds"]
     keys += [f"{k}_{s}" for k, _ in METRICS for s in ("mean", "std")]
     keys += [f"{k}_{s}" for k in ("mass_in_part", "mass_in_object", "erased")
@@ -715,11 +668,6 @@ def write_csv(path, rows):
 
 def plot(path, rows, title=None):
     """Bar chart: one group per table row, one bar per metric, error bars = std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = [f"{r['config']}" for r in rows]
     x = np.arange(len(rows))
     width = 0.8 / len(METRICS)

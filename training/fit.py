@@ -147,7 +147,7 @@ def config_from_args(args):
 
 
 def _join_processes(args, setup_error):
-    from keras_dgdm import distributed
+    from keras_dgdm.train import processes as distributed
 
     try:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)

@@ -17,6 +17,7 @@ On CPU the processes exchange gradients through gloo (``jax_cpu_collectives_impl
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 
 import keras
@@ -58,7 +59,7 @@ def initialize(coordinator: str, num_processes: int, process_id: int) -> None:
     if backend != "jax":
         raise ValueError(f"--num-processes {num_processes} needs the JAX backend (now "
                          f"{backend!r}): KERAS_BACKEND=jax. " + MULTIWORKER_ON_TENSORFLOW)
-    import jax
+    import jax  # the JAX backend's (deferred: TensorFlow-only machines need not have it)
 
     # CPU processes exchange gradients through gloo (GPUs use NCCL without this setting).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -77,7 +78,7 @@ def process_count() -> int:
     """Number of processes of this run (1 unless ``initialize`` connected several)."""
     if keras.backend.backend() != "jax":
         return 1
-    import jax
+    import jax  # the JAX backend's (deferred: TensorFlow-only machines need not have it)
 
     return jax.process_count()
 
@@ -86,7 +87,7 @@ def process_index() -> int:
     """This process's index (0 on one process)."""
     if keras.backend.backend() != "jax":
         return 0
-    import jax
+    import jax  # the JAX backend's (deferred: TensorFlow-only machines need not have it)
 
     return jax.process_index()
 
@@ -131,7 +132,7 @@ def local_model(model, build):
         model: the trained model (replicated across processes).
         build: ``build()`` -> an untrained model of the same architecture.
     """
-    import jax
+    import jax  # the JAX backend's (deferred: TensorFlow-only machines need not have it)
 
     weights = model.get_weights()
     jax.distributed.shutdown()
@@ -144,8 +145,6 @@ def local_model(model, build):
 def worker_view(config):
     """A non-chief process's copy of a resolved TrainConfig: its run directory under the
     chief's (``RUN_DIR/workers/process-I``), no evaluation, no export."""
-    import os
-
     return dataclasses.replace(
         config, output_dir=os.path.join(config.run_dir, "workers"),
         run_name=f"process-{process_index()}", evaluate=False, export=False)
