@@ -1,6 +1,7 @@
 import importlib.util
 import os
 import socket
+import sys
 
 import pytest
 
@@ -21,6 +22,15 @@ if os.environ["KERAS_BACKEND"] == "tensorflow":
     except RuntimeError:  # devices already initialised by an earlier import
         pass
 
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The scripts of training/ import their sibling cli_support, as Python finds it next to a
+# script it runs; the tests load them as modules, so the folder goes on the path here.
+sys.path.insert(0, os.path.join(REPO, "training"))
+# The subprocesses the tests start (the scripts, "python -c") import this checkout's package,
+# not another one an editable install points at.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 _LOCAL = ("localhost", "127.0.0.1", "::1", "", None)
 

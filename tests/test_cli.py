@@ -9,9 +9,8 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "training"))
 
-import cli_support  # noqa: E402
+import cli_support  # training/, on the path in conftest.py
 
 #: Every metric the evaluator reports (keras_dgdm.metrics.WSOLEvaluator.result()).
 METRIC_KEYS = ("top1_clas", "top5_clas", "gt_known_loc", "top1_loc", "top5_loc", "max_box_acc",
@@ -84,6 +83,11 @@ def test_train_evaluate_export_end_to_end(tmp_path, monkeypatch, capsys):
         assert (run / name).exists(), name
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["backbone"] == "small_vgg" and config["config"]["seed"] == 0
+    # --config reruns the run: the same run directory, finished, so nothing is trained again.
+    out = _run("fit.py", "--config", str(run / "config.json"), "--no-eval", "--no-export",
+               "--quiet", cwd=tmp_path).stdout
+    assert f"run directory: {os.path.join('runs', run.name)} (1 epochs)" in out
+    assert len((run / "log.csv").read_text().strip().splitlines()) == 2  # header + 1 epoch
     export = tmp_path / "exports" / "synthetic-small_vgg-dgdm-32px-seed0" / "1"
     assert export.is_dir() and any(export.iterdir())
 

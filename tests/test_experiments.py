@@ -1,16 +1,12 @@
 """Tests of the sweep runner training/experiments.py: the CAM mass analysis, the run order, the
 table on crafted results, and a tiny resumable sweep (2 configs x 1 seed, 1 epoch)."""
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from keras_dgdm.data.arrays import epoch_arrays  # noqa: E402
-from training import experiments as E  # noqa: E402
+from keras_dgdm.data.arrays import epoch_arrays
+from training import experiments as E  # the repository root is on the path (pytest.ini)
 
 
 # ----------------------------------------------------------------------------------------------

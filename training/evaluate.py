@@ -6,33 +6,33 @@
     python training/evaluate.py saved_models/NAME --dataset synthetic --split val
 
 MODEL is a run directory (its config.json gives the dataset, data options and image size), a
-.keras file, a SavedModel directory or a TF Serving base directory (latest version).
+.keras file, a SavedModel directory or a TF Serving base directory (latest version). Needs the
+package installed (pip install -e .).
 """
 import argparse
+import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import cli_support  # noqa: E402  (training/ is on sys.path; standard library only)
-from fit import _key_value  # noqa: E402  (training/ is on sys.path when run as a script)
+import cli_support  # training/ (this script's folder): standard library only
 
 
 def build_parser():
     """The evaluate.py argument parser."""
+    from keras_dgdm.data.options import key_value  # after cli_support.start: loads Keras
+
     p = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.split("\n\n")[0])
     p.add_argument("model", help="run directory, .keras file or SavedModel directory")
     p.add_argument("--dataset", default=None, help="default: the run's dataset")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--data-option", type=_key_value, action="append", default=None,
+    p.add_argument("--data-option", type=key_value, action="append", default=None,
                    metavar="KEY=VALUE", help="default: the run's data options")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--image-size", type=int, default=None, help="default: the model's input")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--cam-threshold", type=float, default=None,
                    help="threshold of the *_at_fixed metrics and the figure (default: the run's "
-                        "val-chosen threshold, else the split's best)")
+                        "val-chosen cam_threshold, else the split's best)")
     p.add_argument("--cam-curve-interval", type=float, default=0.01)
     p.add_argument("--num-figure-examples", type=int, default=8)
     p.add_argument("--output-dir", default=None,
@@ -48,8 +48,6 @@ def main(argv=None):
     debug = cli_support.start(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    import json
-
     from keras_dgdm import data as wsol_data
     from keras_dgdm import evaluation
 

@@ -9,17 +9,14 @@ its pretrained start is a plain classification training (method "cam", from scra
 body colours are disjoint from the benchmark's 10 (same generator, ``class_offset=26``). The
 headless network's weights (blocks 1-4, no conv6 / classifier, like a ``*_notop.h5`` file)
 are written where ``--weights synthetic_source`` finds them. Every method of the benchmark then
-fine-tunes from that same start. Training goes through ``keras_dgdm.training.train`` (the run
+fine-tunes from that same start. Training goes through ``keras_dgdm.train.train`` (the run
 directory ``runs/pretrain-synthetic-source/`` keeps its log and resumes if interrupted).
 """
 import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import cli_support  # noqa: E402  (training/ is on sys.path; standard library only)
+import cli_support  # training/ (this script's folder): standard library only
 
 #: Where ``--weights synthetic_source`` finds the file (``keras_dgdm.backbones.BUNDLED_WEIGHTS``;
 #: spelled out here so that ``--help`` does not start TensorFlow).
@@ -33,8 +30,8 @@ DEFAULTS = dict(image_size=96, num_train=9000, num_val=1000, epochs=8, lr_decay_
 
 def source_config(image_size, num_train, num_val, epochs, lr_decay_epochs, seed, output_dir):
     """The ``TrainConfig`` of the source-task pretraining (method cam, small_vgg, no weights)."""
-    from keras_dgdm.data import synthetic
-    from keras_dgdm.training import TrainConfig
+    from keras_dgdm.data import synthetic  # after cli_support.start: loads Keras
+    from keras_dgdm.train import TrainConfig
 
     return TrainConfig(
         dataset="synthetic", backbone="small_vgg", method="cam", weights="none",
@@ -63,15 +60,15 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = cli_support.start(argv)
     args = build_parser().parse_args(argv)
-    from keras_dgdm import training
     from keras_dgdm.backbones import save_small_vgg_features
+    from keras_dgdm.train import loop
 
     config = source_config(**{k: getattr(args, k) for k in DEFAULTS},
                            output_dir=args.output_dir)
-    with cli_support.user_errors("pretrain.py", (training.SetupError, OSError),
+    with cli_support.user_errors("pretrain.py", (loop.SetupError, OSError),
                                  debug or args.debug,
                                  interrupted="; rerun the same command to resume"):
-        result = training.train(config, verbose=cli_support.fit_verbosity(args.quiet))
+        result = loop.train(config, verbose=cli_support.fit_verbosity(args.quiet))
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         save_small_vgg_features(result["model"], args.output)
     print(f"source task: train accuracy {100 * (result['train_accuracy'] or 0):.2f} %, "

@@ -17,14 +17,11 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import sys
 import urllib.error
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import cli_support  # noqa: E402  (training/ is on sys.path; standard library only)
+import cli_support  # training/ (this script's folder): standard library only
 
 
 class ServingError(RuntimeError):

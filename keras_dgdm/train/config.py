@@ -66,9 +66,8 @@ class TrainConfig:
         {}, "the method's hyperparameters given explicitly (the rest are the layer's and "
         "backbone's defaults)", "model", kind="method_kwargs")
     insert_at: Optional[list] = _field(
-        None, "comma-separated layer names / globs after which the method layers go (the "
-        "recipe's apply to its own backbone; otherwise the backbone's positions)", "model",
-        True, kind="csv")
+        None, "comma-separated layer names / globs after which the method layers go (a "
+        "recipe's apply to its own backbone only)", "model", True, kind="csv")
     weights: Optional[str] = _field(
         None, "backbone start: imagenet, none, a bundled name or a weights file path", "model",
         True)
