@@ -27,26 +27,19 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks.reference_evaluator import (  # noqa: E402
+from keras_dgdm.boxes import best_iou_curve, boxes_at_thresholds, cam_thresholds
+from keras_dgdm.metrics import box_accuracy_curve
+from reference_evaluator import (  # benchmarks/ (this script's folder)
     realistic_cams,
     reference_best_iou_curve,
     reference_box_accuracy_curve,
     reference_boxes,
     smoothed_random_cams,
 )
-from keras_dgdm.boxes import (  # noqa: E402
-    best_iou_curve,
-    boxes_at_thresholds,
-    cam_thresholds,
-)
-from keras_dgdm.metrics import box_accuracy_curve  # noqa: E402
 
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)
 

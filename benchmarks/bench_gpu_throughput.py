@@ -39,9 +39,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import bench_overhead  # noqa: E402  (benchmarks/bench_overhead.py)
+import bench_overhead  # benchmarks/ (this script's folder)
 
 H100_BF16_PEAK_TFLOPS = 989.0
 

@@ -39,8 +39,6 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 

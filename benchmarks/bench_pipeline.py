@@ -10,13 +10,10 @@
 """
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
 def write_raw_cub(root, num_images, num_classes=10, seed=0):

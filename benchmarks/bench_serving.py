@@ -24,18 +24,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from bench_overhead import machine_note, quartiles  # noqa: E402
+from bench_overhead import machine_note, quartiles  # noqa: E402  (this script's folder)
 
 
 def interleaved_calls(functions, reps, calls):

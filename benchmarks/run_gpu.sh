@@ -20,7 +20,8 @@
 # .../experiments_gpu.tgz`): the untracked run files travel with the next call, which resumes.
 #
 # It installs the carried keras / namex / optree wheels into /tmp/site when keras is missing,
-# runs with KERAS_BACKEND=jax, prints one figure per line and copies the log to $OUT (or
+# puts the repository on PYTHONPATH (keras_dgdm is not installed there), runs with
+# KERAS_BACKEND=jax, prints one figure per line and copies the log to $OUT (or
 # /tmp/bench_out) as gpu_bench.log. The whole default run should take 6-8 minutes on an H100
 # (most of it XLA compilation of 8 Keras models); run the parts as separate calls if a call's
 # time limit is tight. Extra arguments after the part go to every Python script.
@@ -65,6 +66,8 @@ if ! python3 -c "import keras" >/dev/null 2>&1; then
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 
+# keras_dgdm is not installed there: the scripts import the checkout's package.
+export PYTHONPATH="$PWD"${PYTHONPATH:+:$PYTHONPATH}
 export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax_cache}
 out=${OUT:-/tmp/bench_out}

@@ -87,7 +87,8 @@ def test_config_json_reruns_a_run_and_the_flags_given_override_it(tmp_path):
 
 
 def test_the_scripts_import_the_installed_package_and_edit_no_sys_path():
-    for name in sorted(os.listdir(os.path.join(REPO, "training"))):
-        if name.endswith(".py"):
-            with open(os.path.join(REPO, "training", name), encoding="utf-8") as f:
-                assert "sys.path" not in f.read(), name
+    for folder in ("training", "benchmarks"):
+        for name in sorted(os.listdir(os.path.join(REPO, folder))):
+            if name.endswith(".py"):
+                with open(os.path.join(REPO, folder, name), encoding="utf-8") as f:
+                    assert "sys.path" not in f.read(), (folder, name)
