@@ -1,3 +1,4 @@
+import ast
 import os
 import subprocess
 import sys
@@ -69,3 +70,73 @@ def test_layer_docstring_examples_run(module):
     mod = importlib.import_module(f"keras_dgdm.layers.{module}")
     result = doctest.testmod(mod, verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _package_imports():
+    """{module: the keras_dgdm modules it imports, at the top or inside a function}."""
+    modules = {}
+    for folder, _, files in os.walk(os.path.join(REPO, "keras_dgdm")):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                dotted = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
+                modules[dotted.removesuffix(".__init__")] = path
+    graph = {}
+    for module, path in modules.items():
+        package = module if path.endswith("__init__.py") else module.rsplit(".", 1)[0]
+        targets = set()
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+            if isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1]
+                                    + ([node.module] if node.module else []))
+                targets.update(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                               for a in node.names)
+        graph[module] = {t for t in targets if t in modules and t != module}
+    return graph
+
+
+def test_the_package_has_no_import_cycle_and_imports_nothing_of_training():
+    graph = _package_imports()
+    assert graph["keras_dgdm.train.flags"] >= {"keras_dgdm.train.config",
+                                                "keras_dgdm.data.options"}  # the graph is read
+    done, path = set(), []
+
+    def visit(module):
+        assert module not in path, " -> ".join(path[path.index(module):] + [module])
+        if module not in done:
+            path.append(module)
+            for target in sorted(graph[module]):
+                visit(target)
+            path.pop()
+            done.add(module)
+
+    for module in sorted(graph):
+        visit(module)
+    for folder, _, files in os.walk(os.path.join(REPO, "keras_dgdm")):
+        for name in files:
+            if name.endswith(".py"):
+                tree = ast.parse(open(os.path.join(folder, name), encoding="utf-8").read())
+                assert not any(
+                    isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "training"
+                    or isinstance(n, ast.Import) and any(a.name.split(".")[0] == "training"
+                                                         for a in n.names)
+                    for n in ast.walk(tree)), name
+
+
+def test_one_file_calls_model_fit():
+    callers = []
+    for top in ("keras_dgdm", "training"):
+        for folder, _, files in os.walk(os.path.join(REPO, top)):
+            for name in files:
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    if ".fit(" in open(path, encoding="utf-8").read():
+                        callers.append(os.path.relpath(path, REPO))
+    assert callers == [os.path.join("keras_dgdm", "train", "loop.py")]
