@@ -206,6 +206,35 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
                                    **{**TINY, "lr_decay_epochs": 3}), verbose=0)
 
 
+@pytest.mark.parametrize("num_train", [16, 12])  # every batch of 8 full / a last one of 4
+def test_arrays_pipeline_trains_as_fit_on_each_epochs_arrays(num_train, tmp_path):
+    """input_pipeline="arrays" gives the weights of model.fit on each epoch's epoch_arrays, one
+    call per epoch (the sweep's loop before it ran through train()), to the bit. (Here, with 16
+    images at 24 px, a batch dimension TensorFlow does not know, where fit on arrays gives it,
+    changes the last bit of some weights.)"""
+    from keras_dgdm.data import load_arrays
+    from keras_dgdm.data.arrays import epoch_arrays
+    from keras_dgdm.train.callbacks import EpochSeededLayers
+    from keras_dgdm.train.loop import build_model, compile_model
+
+    config = TrainConfig(
+        dataset="synthetic", input_pipeline="arrays", image_size=24, batch_size=8, epochs=2,
+        lr_decay_epochs=1, evaluate=False, export=False, output_dir=str(tmp_path),
+        data_options={"num_train": num_train, "num_val": 8, "num_test": 8})
+    trained = training.train(config, verbose=0)["model"]
+    config = config.resolved()
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(config, 10)
+    compile_model(model, config, -(-num_train // 8))
+    split = load_arrays("synthetic", "train", **config.data_options)
+    for epoch in range(2):
+        x, y = epoch_arrays(split.images, split.labels, config.seed, epoch)
+        model.fit(x, y, batch_size=8, epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
+                  callbacks=[EpochSeededLayers()], verbose=0)
+    for a, b in zip(trained.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
 @pytest.fixture
 def no_data(monkeypatch):
     """Fails the test if the data is touched: errors must come before it."""

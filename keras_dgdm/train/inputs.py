@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import keras
+
 from keras_dgdm import data as wsol_data
 from keras_dgdm.data import arrays
 from keras_dgdm.train import processes
@@ -61,7 +63,11 @@ def training_stream(config, train_data, start_epoch: int, steps_per_epoch: int,
     epochs = range(start_epoch, config.epochs)
     batch_size = batch_size or config.batch_size
     if config.input_pipeline == "arrays":
-        return arrays.train_batches(train_data, batch_size, config.seed, epochs, steps_per_epoch)
+        batches = arrays.train_batches(train_data, batch_size, config.seed, epochs,
+                                       steps_per_epoch)
+        if keras.backend.backend() == "tensorflow":
+            return _as_tf_dataset(batches, train_data, batch_size)
+        return batches
     stream = None
     for epoch in epochs:
         ds = wsol_data.train_pipeline(train_data, config.image_size, batch_size,
@@ -69,6 +75,19 @@ def training_stream(config, train_data, start_epoch: int, steps_per_epoch: int,
         ds = ds.take(steps_per_epoch)
         stream = ds if stream is None else stream.concatenate(ds)
     return stream
+
+
+def _as_tf_dataset(batches, train_data, batch_size: int):
+    """TensorFlow: the batches as a ``tf.data.Dataset`` whose batch dimension is ``batch_size``
+    when every batch is full (the train split a multiple of it), unknown otherwise: the shapes
+    ``model.fit`` gives numpy arrays. A generator's batches get an unknown batch dimension,
+    and TensorFlow's kernels for the two shapes differ in the last bit of float32."""
+    import tensorflow as tf  # the TensorFlow backend's
+
+    size = batch_size if train_data.num_examples % batch_size == 0 else None
+    signature = (tf.TensorSpec((size, *train_data.images.shape[1:]), tf.float32),
+                 tf.TensorSpec((size,), tf.int32))
+    return tf.data.Dataset.from_generator(lambda: batches, output_signature=signature)
 
 
 def validation_data(config, val_data):
