@@ -62,12 +62,16 @@ def interleaved_calls(functions, reps, calls):
     return wall, process
 
 
-def bench_config(backbone, size, batches, reps, calls, warmup, profile, cam_threshold=0.2):
-    """Exports one model and prints the figures for each batch size."""
+def bench_config(backbone, size, batches, reps, calls, warmup, profile, cam_threshold=None):
+    """Exports one model (at ``cam_threshold``, default the export's) and prints the figures
+    for each batch size."""
     import tensorflow as tf
 
     from keras_dgdm.export import export_saved_model
+    from keras_dgdm.metrics import DEFAULT_CAM_THRESHOLD
     from keras_dgdm.models import build_wsol_model
+
+    cam_threshold = DEFAULT_CAM_THRESHOLD if cam_threshold is None else cam_threshold
 
     model = build_wsol_model(backbone, 200, method="dgdm", weights=None,
                              input_shape=(size, size, 3), seed=0)

@@ -102,7 +102,7 @@ def _package_imports():
     return graph
 
 
-def test_the_package_has_no_import_cycle_and_imports_nothing_of_training():
+def test_the_package_has_no_import_cycle_and_evaluation_imports_nothing_of_training():
     graph = _package_imports()
     assert graph["keras_dgdm.train.flags"] >= {"keras_dgdm.train.config",
                                                 "keras_dgdm.data.options"}  # the graph is read
@@ -119,6 +119,13 @@ def test_the_package_has_no_import_cycle_and_imports_nothing_of_training():
 
     for module in sorted(graph):
         visit(module)
+    reached, todo = set(), ["keras_dgdm.evaluation", "keras_dgdm.metrics"]
+    while todo:  # what evaluation imports, directly or not
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo.extend(graph[module])
+    assert not {m for m in reached if m.startswith(("keras_dgdm.train", "keras_dgdm.training"))}
     for folder, _, files in os.walk(os.path.join(REPO, "keras_dgdm")):
         for name in files:
             if name.endswith(".py"):
