@@ -17,7 +17,7 @@ IoUs with the GT boxes are taken inside the sweeps, once per component and chang
 multi-contour mode a hole's box lies inside its component's box, so the hole sweep only runs
 up to the last level where some component with holes covers a GT box better than the best box
 does, and only switches on the pixels inside those components' boxes.
-``tests/test_localization.py`` checks the boxes and IoUs against the cv2 rules
+``tests/test_boxes_search.py`` checks the boxes and IoUs against the cv2 rules
 (``benchmarks/reference_evaluator.py``).
 """
 from __future__ import annotations

@@ -29,7 +29,7 @@ batched, in five steps:
    ``x0 = x_min``, ``y0 = y_min``, ``x1 = min(x_max + 1, W - 1)``, ``y1 = min(y_max + 1, H - 1)``.
    No pixel above the threshold gives ``(0, 0, 0, 0)``, as in the reference.
 
-``tests/test_graph_boxes.py`` checks that the boxes equal ``box_from_cam``'s and OpenCV's;
+``tests/test_boxes_graph.py`` checks that the boxes equal ``box_from_cam``'s and OpenCV's;
 ``python -m keras_dgdm.boxes.graph`` counts disagreements on larger sets (figures and command in
 BENCHMARKS.md).
 

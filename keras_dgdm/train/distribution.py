@@ -55,7 +55,7 @@ def make_strategy(name: str = "auto", devices=None):
     when None); "none" = the default strategy; "multiworker" is refused (Keras 3's fit under
     MultiWorkerMirroredStrategy is broken upstream; the message names the JAX route). JAX:
     "auto"/"data_parallel"/"mirrored"/"multiworker" set ``keras.distribution.DataParallel`` over
-    the JAX devices of every process (``keras_dgdm.distributed``) when there are several.
+    the JAX devices of every process (``keras_dgdm.train.processes``) when there are several.
 
     Returns:
         an object with ``.scope()`` and ``.num_replicas_in_sync``.
