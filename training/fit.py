@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train, evaluate and export a WSOL model.
 
-    python training/fit.py                      # DGDM on the synthetic benchmark, ~5 min on CPU
+    python training/fit.py                      # DGDM on the synthetic benchmark (its recipe)
     python training/fit.py --dataset cub --data-dir ~/data --backbone vgg16 --method dgdm
     python training/fit.py --dataset synthetic --method adl --drop-rate 0.5 --epochs 4
     python training/fit.py --config runs/NAME/config.json   # rerun (resume) a run

@@ -226,7 +226,7 @@ def drop_mask_stages(m_self, drop_threshold, background_threshold, block_size):
     ``block_size`` blocks (:func:`discriminative_part`, :func:`grow_blocks`), and the
     background positions (:func:`background_positions`), which are NOT grown: the paper's
     stage 2 removes "a small set of background", while blocks grown around every background
-    position eat the object from outside (measured: 75-79 % of 12x12 maps erased; EXPERIMENTS.md).
+    position eat the object from outside (EXPERIMENTS.md measures how much).
     """
     part_blocks = grow_blocks(discriminative_part(m_self, drop_threshold), block_size)
     return part_blocks, background_positions(m_self, background_threshold)
