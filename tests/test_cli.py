@@ -75,8 +75,9 @@ def test_train_evaluate_export_end_to_end(tmp_path, monkeypatch, capsys):
     assert (run / "eval" / "test" / "heatmaps.png").stat().st_size > 1000
     # what the DGDM layer erases: written for the test split and printed
     drop = json.loads((run / "eval" / "test" / "drop_stats.json").read_text())
-    (stats,) = drop.values()
-    assert stats["layer"] == "DGDM" and stats["num_images"] == 24
+    assert sorted(drop) == ["dgdm_after_block2_pool", "dgdm_after_block3_pool"]  # the recipe's
+    for stats in drop.values():
+        assert stats["layer"] == "DGDM" and stats["num_images"] == 24
     assert "drop mask erases" in out and "CAGD candidates" in out
     for name in ("config.json", "log.csv", "model.keras", "checkpoints/last.keras",
                  "backup/training_metadata.json"):

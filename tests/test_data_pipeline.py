@@ -147,7 +147,7 @@ def test_eval_on_synthetic_matches_generator_ground_truth():
 
 
 def test_synthetic_splits_are_distinct_and_sizes_documented():
-    assert synthetic.SPLIT_SIZES == {"train": 4000, "val": 500, "test": 1000}
+    assert synthetic.SPLIT_SIZES == {"train": 3000, "val": 500, "test": 1000}
     a = D.load("synthetic", "train", num_images=4, image_size=24)
     b = D.load("synthetic", "test", num_images=4, image_size=24)
     assert not np.array_equal(a.arrays.images, b.arrays.images)

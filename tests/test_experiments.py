@@ -7,6 +7,7 @@ import pytest
 
 from keras_dgdm.data.arrays import epoch_arrays
 from training import experiments as E  # the repository root is on the path (pytest.ini)
+from keras_dgdm.train.recipes import RECIPES
 
 
 # ----------------------------------------------------------------------------------------------
@@ -60,13 +61,21 @@ def test_cam_mass_fractions_bad_input():
 
 def test_configs_follow_the_paper_rows():
     assert E.CONFIGS["sagd_stage1"].kwargs["background_threshold"] is None
-    assert "background_threshold" not in E.CONFIGS["sagd_stage12"].kwargs  # layer default 0.1
+    assert "background_threshold" not in E.CONFIGS["sagd_stage12"].kwargs  # layer default 0.02
     assert [E.CONFIGS[c].kwargs["block_size"] for c, _ in E.TABLE_LAYOUT[1][1]] == [
         1, 2, 3, "adaptive"]
     assert [E.CONFIGS[c].kwargs["beta"] for c, _ in E.TABLE_LAYOUT[2][1]] == [2, 2.5, 3, 3.5]
-    assert [E.CONFIGS[c].kwargs.get("background_threshold", 0.1)
-            for c, _ in E.TABLE_LAYOUT[3][1]] == [None, 0.1, 0.3, 0.5]
+    assert [E.CONFIGS[c].kwargs.get("background_threshold", 0.02)
+            for c, _ in E.TABLE_LAYOUT[3][1]] == [None, 0.02, 0.05, 0.1]
     assert all(E.CONFIGS[c].kwargs["block_size"] == 3 for c, _ in E.TABLE_LAYOUT[3][1])
+    # the table's "layer default" row is the layers' actual default
+    import inspect
+
+    from keras_dgdm.layers import DGDM, SAGD
+
+    for layer in (SAGD, DGDM):
+        assert inspect.signature(layer).parameters["background_threshold"].default == 0.02
+    assert E.TABLE_LAYOUT[3][1][1] == ("sagd_stage12", "0.02 (layer default)")
     # every config builds a valid layer (the layers' own argument checks)
     from keras_dgdm.layers import validate_method_kwargs
 
@@ -176,10 +185,11 @@ def test_sweep_smoke_resumes_and_refuses_other_settings(tmp_path):
         assert 0.0 <= saved["cam_mass"]["mass_in_part"] <= saved["cam_mass"]["mass_in_object"] + 1e-9
         if r["config"] == "cam":
             assert saved["drop_stats"] == {}
-        else:  # one DGDM layer (the synthetic recipe's position), measured on the test images
-            (stats,) = saved["drop_stats"].values()
-            assert stats["layer"] == "DGDM" and stats["num_images"] == 8
-            assert 0.0 <= stats["dropped_by_drop_mask"] <= 1.0
+        else:  # a DGDM layer at each synthetic recipe position, measured on the test images
+            assert len(saved["drop_stats"]) == len(RECIPES["synthetic"]["insert_at"]) == 2
+            for stats in saved["drop_stats"].values():
+                assert stats["layer"] == "DGDM" and stats["num_images"] == 8
+                assert 0.0 <= stats["dropped_by_drop_mask"] <= 1.0
     md = (tmp_path / "results.md").read_text()
     assert "| CAM | - | 0 |" in md and "(1 seed)" in md
     # rerun: nothing is trained again

@@ -113,9 +113,10 @@ def test_hyperparameter_flags_come_from_the_layer_signature():
 def test_recipes_resolve_and_round_trip(tmp_path):
     cfg = TrainConfig(dataset="synthetic", lr=0.05).resolved()
     assert cfg.backbone == RECIPES["synthetic"]["backbone"] == "small_vgg"
-    assert (cfg.image_size, cfg.lr, cfg.momentum) == (64, 0.05, 0.9)
-    assert cfg.run_name == "synthetic-small_vgg-dgdm-64px-seed0"
-    assert cfg.insert_at == ["block4_conv2_relu"]  # the recipe's, for its own backbone only
+    assert (cfg.image_size, cfg.lr, cfg.momentum) == (96, 0.05, 0.9)
+    assert cfg.weights == "synthetic_source"  # the bundled pretrained start
+    assert cfg.run_name == "synthetic-small_vgg-dgdm-96px-seed0"
+    assert cfg.insert_at == ["block2_pool", "block3_pool"]  # the recipe's, its own backbone only
     assert TrainConfig(backbone="vgg16", weights="none").resolved().insert_at is None
     assert TrainConfig(method="cam").resolved().insert_at is None
     for name, recipe in RECIPES.items():
