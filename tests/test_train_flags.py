@@ -28,11 +28,11 @@ def _help():
 def test_help_shows_each_recipes_value_and_the_registries_choices():
     text = _help()
     assert "(default: None)" not in text
-    assert "--epochs EPOCHS epochs to train (recipe: synthetic 4, cub 50, cars 50, ilsvrc 10, " \
+    assert "--epochs EPOCHS epochs to train (recipe: synthetic 5, cub 50, cars 50, ilsvrc 10, " \
            "metadata 50)" in text
     assert "BatchNorm momentum (recipe: 0.9 in every recipe)" in text
     assert "while fine-tuning (recipe: off in every recipe)" in text
-    assert "(recipe: synthetic block4_conv2_relu; otherwise the backbone's positions)" in text
+    assert "(recipe: synthetic block2_pool,block3_pool; otherwise the backbone's positions)" in text
     assert "--dataset {synthetic,cub,cars,ilsvrc,metadata}" in text
     assert "--method {cam,adl,sagd,cagd,dgdm}" in text
     assert "--backbone {inception_v3,resnet50,small_vgg,vgg16}" in text
@@ -81,7 +81,7 @@ def test_config_json_reruns_a_run_and_the_flags_given_override_it(tmp_path):
         "--data-option", "num_val=8"]))
     assert copy.run_name == "copy" and copy.lr == 0.02
     assert copy.method_kwargs == {"beta": 2.5, "drop_rate": 0.5}
-    assert copy.data_options == {"num_images": 24, "image_size": 64, "num_val": 8}
+    assert copy.data_options == {"num_images": 24, "image_size": 96, "num_val": 8}  # recipe size
     with pytest.raises(FileNotFoundError):
         config_from_flags(parser.parse_args(["--config", str(tmp_path / "nowhere.json")]))
 
