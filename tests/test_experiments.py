@@ -61,11 +61,11 @@ def test_cam_mass_fractions_bad_input():
 
 def test_configs_follow_the_paper_rows():
     assert E.CONFIGS["sagd_stage1"].kwargs["background_threshold"] is None
-    assert "background_threshold" not in E.CONFIGS["sagd_stage12"].kwargs  # layer default 0.02
+    assert "background_threshold" not in E.CONFIGS["sagd_stage12"].kwargs  # layer default 0.05
     assert [E.CONFIGS[c].kwargs["block_size"] for c, _ in E.TABLE_LAYOUT[1][1]] == [
         1, 2, 3, "adaptive"]
     assert [E.CONFIGS[c].kwargs["beta"] for c, _ in E.TABLE_LAYOUT[2][1]] == [2, 2.5, 3, 3.5]
-    assert [E.CONFIGS[c].kwargs.get("background_threshold", 0.02)
+    assert [E.CONFIGS[c].kwargs.get("background_threshold", 0.05)
             for c, _ in E.TABLE_LAYOUT[3][1]] == [None, 0.02, 0.05, 0.1]
     assert all(E.CONFIGS[c].kwargs["block_size"] == 3 for c, _ in E.TABLE_LAYOUT[3][1])
     # the table's "layer default" row is the layers' actual default
@@ -74,8 +74,8 @@ def test_configs_follow_the_paper_rows():
     from keras_dgdm.layers import DGDM, SAGD
 
     for layer in (SAGD, DGDM):
-        assert inspect.signature(layer).parameters["background_threshold"].default == 0.02
-    assert E.TABLE_LAYOUT[3][1][1] == ("sagd_stage12", "0.02 (layer default)")
+        assert inspect.signature(layer).parameters["background_threshold"].default == 0.05
+    assert E.TABLE_LAYOUT[3][1][2] == ("sagd_stage12", "0.05 (layer default)")
     # every config builds a valid layer (the layers' own argument checks)
     from keras_dgdm.layers import validate_method_kwargs
 

@@ -76,7 +76,7 @@ class DGDM(_common.AttentionDropoutLayer):
         self,
         drop_rate=0.75,
         drop_threshold=0.8,
-        background_threshold=0.02,
+        background_threshold=0.05,
         block_size=3,
         alpha=0.5,
         beta=3.0,

@@ -46,10 +46,10 @@ class SAGD(_common.AttentionDropoutLayer):
             ``M_self`` (0.8, ADL's VGG value which the paper follows).
         background_threshold: float in [0, drop_threshold), delta_l as a fraction of the
             per-sample max of ``M_self``; ``None`` or 0 disables the background stage. The paper
-            gives no value; this library's default, 0.02, is chosen on val so that the stage
-            removes a small share of the non-zero positions of trained maps, all of it off the
-            object (EXPERIMENTS.md; ``keras_dgdm.diagnostics.drop_statistics`` measures it on
-            your model).
+            gives no value; this library's default, 0.05, is chosen on val among values for
+            which the stage removes a small share of the non-zero positions of trained maps
+            (EXPERIMENTS.md; ``keras_dgdm.diagnostics.drop_statistics`` measures it on your
+            model).
         block_size: int >= 1, side of the part's dropped blocks (1 = pixel-wise like ADL; 3 =
             the paper's best with the background stage), or ``"adaptive"`` for the paper's Adap_7,
             ``ceil(min(H, W) / 7)`` (resolved when the layer is built; a 14x14 map gives 2).
@@ -80,7 +80,7 @@ class SAGD(_common.AttentionDropoutLayer):
         self,
         drop_rate=0.75,
         drop_threshold=0.8,
-        background_threshold=0.02,
+        background_threshold=0.05,
         block_size=3,
         seed=None,
         data_format=None,
