@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The val-split selection runs behind the 96 px sweep's regime (EXPERIMENTS.md, section 1).
 
-    python experiments/select96/select.py OUTPUT_DIR INSERT_AT NAME:METHOD:k=v,k=v [...]
+    python experiments/select96/run_selection.py OUTPUT_DIR INSERT_AT NAME:METHOD:k=v,k=v [...]
 
 Each NAME:METHOD:kwargs is trained once (seed 0) by ``training/experiments.py``'s runner at 96 px,
 3,000 train / 500 val / 500 test images, from the bundled ``synthetic_source`` start, with the
@@ -11,29 +11,26 @@ were read on the ``val`` numbers this prints; test numbers are recorded, never u
 
 Example (the row that picked the positions):
 
-    python experiments/select96/select.py /tmp/e3 block2_pool,block3_pool \
+    python experiments/select96/run_selection.py /tmp/e3 block2_pool,block3_pool \
         s1b3:sagd:background_threshold=None,block_size=3
 """
+import importlib.util
 import os
 import sys
 
+from keras_dgdm.data.options import parse_value
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "training"))
-import experiments as E  # noqa: E402
-
-
-def parse_value(text):
-    if text == "None":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+_spec = importlib.util.spec_from_file_location(
+    "experiments", os.path.join(ROOT, "training", "experiments.py"))
+E = importlib.util.module_from_spec(_spec)
+sys.modules["experiments"] = E  # before running it: its dataclasses look their module up
+_spec.loader.exec_module(E)
 
 
 def main(argv):
+    if len(argv) < 3:
+        sys.exit(__doc__)
     out, insert_at, specs = argv[0], argv[1], argv[2:]
     names = []
     for spec in specs:
