@@ -76,7 +76,8 @@ RESULT_KEYS = (
 METRIC_TITLES = {
     "top1_clas": "Top-1 Clas", "top5_clas": "Top-5 Clas", "gt_known_loc": "GT-known Loc",
     "top1_loc": "Top-1 Loc", "top5_loc": "Top-5 Loc", "max_box_acc": "MaxBoxAcc",
-    "max_box_acc_v2": "MaxBoxAccV2", "pxap": "PxAP", "best_cam_threshold": "CAM threshold best on this split",
+    "max_box_acc_v2": "MaxBoxAccV2", "pxap": "PxAP",
+    "best_cam_threshold": "CAM threshold best on this split",
 }
 
 
