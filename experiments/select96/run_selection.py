@@ -34,9 +34,12 @@ def main(argv):
     out, insert_at, specs = argv[0], argv[1], argv[2:]
     names = []
     for spec in specs:
-        name, method, *kv = spec.split(":")
-        kwargs = dict((k, parse_value(v)) for k, v in
-                      (pair.split("=") for pair in (kv[0].split(",") if kv and kv[0] else [])))
+        name, method, *kv = spec.split(":") + ([""] if ":" not in spec else [])
+        pairs = kv[0].split(",") if kv and kv[0] else []
+        if not name or not method or len(kv) > 1 or any(p.count("=") != 1 for p in pairs):
+            sys.exit(f"run_selection.py: error: bad run spec {spec!r}; expected "
+                     "NAME:METHOD or NAME:METHOD:key=value,key=value")
+        kwargs = {k: parse_value(v) for k, v in (pair.split("=") for pair in pairs)}
         E.CONFIGS[name] = E._cfg(name, method, name, **kwargs)
         names.append(name)
     extra = dict(image_size=96, num_train=3000, num_val=500, num_test=500,
